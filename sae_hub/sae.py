@@ -1,0 +1,383 @@
+"""`SAE`: one canonical sparse autoencoder (or transcoder) module for every architecture and format.
+
+Parameters are in the orientation most of the field uses: `W_enc [d_in, d_sae]`, `b_enc [d_sae]`,
+`W_dec [d_sae, d_out]`, `b_dec [d_out]`, optional `threshold [d_sae]` (jumprelu, batchtopk),
+`b_gate`, `b_mag`, `r_mag` (gated, which has no `b_enc`) and `W_skip [d_in, d_out]`. The math
+follows each upstream release exactly; see `shared/reference/formats.md` for the formulas.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from sae_hub import _sparse
+from sae_hub.config import SAEConfig, dtype_from_str
+from sae_hub.errors import ConfigError, FormatError
+from sae_hub.normalization import NormStats, denormalize, normalize
+
+if TYPE_CHECKING:
+    from sae_hub.config import Provenance
+
+logger = logging.getLogger(__name__)
+
+
+class SparseCode(NamedTuple):
+    """A sparse feature code: `values[..., j]` is the activation of latent `indices[..., j]`."""
+
+    values: Tensor
+    indices: Tensor
+
+
+def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+    """Return the name and shape of every parameter an SAE with this config has."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "W_enc": (cfg.d_in, cfg.d_sae),
+        "W_dec": (cfg.d_sae, cfg.out_dim),
+        "b_dec": (cfg.out_dim,),
+    }
+    if cfg.architecture == "gated":
+        shapes.update(b_gate=(cfg.d_sae,), b_mag=(cfg.d_sae,), r_mag=(cfg.d_sae,))
+    else:
+        shapes["b_enc"] = (cfg.d_sae,)
+    if cfg.architecture in ("jumprelu", "batchtopk"):
+        shapes["threshold"] = (cfg.d_sae,)
+    if cfg.skip_connection:
+        shapes["W_skip"] = (cfg.d_in, cfg.out_dim)
+    return shapes
+
+
+def validate_tensors(cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: str = "") -> None:
+    """Check names, shapes, dtypes and finiteness of `tensors` against `cfg`; raise FormatError."""
+    expected = expected_shapes(cfg)
+    where = f" in {source}" if source else ""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise FormatError(
+            f"tensor names{where} do not match the {cfg.architecture} config: "
+            f"missing {missing}, unexpected {extra}",
+            path=source or None,
+        )
+    for name, shape in expected.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape:
+            raise FormatError(
+                f"tensor {name}{where} has shape {tuple(t.shape)} but the config "
+                f"(d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}) expects {shape}",
+                path=source or None,
+                key=name,
+            )
+        if not t.is_floating_point():
+            raise FormatError(
+                f"tensor {name}{where} has dtype {t.dtype}; expected a floating-point dtype",
+                path=source or None,
+                key=name,
+            )
+        if t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+            raise FormatError(
+                f"tensor {name}{where} contains NaN or Inf values", path=source or None, key=name
+            )
+
+
+class SAE(nn.Module):
+    """A sparse autoencoder in canonical form: `encode`, `decode`, `forward`, sparse variants, folds."""
+
+    def __init__(self, cfg: SAEConfig, *, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        for name, shape in expected_shapes(cfg).items():
+            self.register_parameter(
+                name, nn.Parameter(torch.empty(shape, dtype=cfg.dtype, device=device))
+            )
+        if torch.device(device or "cpu").type != "meta":
+            self.reset_parameters()
+
+    # ---- construction ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reset_parameters(self, *, seed: int | None = None) -> None:
+        """Initialise for training: unit-norm random decoder rows, encoder = decoder transpose, zero biases."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        w = torch.randn(self.cfg.d_sae, self.cfg.out_dim, generator=gen, dtype=torch.float32)
+        w /= w.norm(dim=-1, keepdim=True)
+        self.W_dec.copy_(w)
+        enc = w.T if self.cfg.d_in == self.cfg.out_dim else torch.randn(
+            self.cfg.d_in, self.cfg.d_sae, generator=gen
+        ) / self.cfg.d_in**0.5
+        self.W_enc.copy_(enc)
+        for name, p in self.named_parameters():
+            if name not in ("W_enc", "W_dec"):
+                p.zero_()
+
+    @classmethod
+    def from_tensors(
+        cls,
+        cfg: SAEConfig,
+        tensors: Mapping[str, Tensor],
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        source: str = "",
+    ) -> SAE:
+        """Build an SAE that takes ownership of `tensors` (no second copy: built on meta, then assigned)."""
+        validate_tensors(cfg, tensors, source=source)
+        target = dtype_from_str(dtype) if dtype is not None else cfg.dtype
+        if target != cfg.dtype:
+            cfg = cfg.replace(dtype=target)
+        sae = cls(cfg, device="meta")
+        state = {n: t.to(device=device, dtype=target) for n, t in tensors.items()}
+        sae.load_state_dict(state, assign=True)
+        return sae
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        release_or_repo: str | os.PathLike[str],
+        sae_id: str | None = None,
+        *,
+        revision: str | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+    ) -> SAE:
+        """Load an SAE from a registry release, any Hub repo (format detected) or a local folder.
+
+        Example: `SAE.from_pretrained("gemma-scope-2b-pt-res", "layer_20/width_16k/average_l0_71")`.
+        """
+        from sae_hub.loading import load_tensors
+
+        cfg, tensors, source = load_tensors(
+            release_or_repo,
+            sae_id,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        return cls.from_tensors(cfg, tensors, device=device, dtype=dtype, source=source)
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *, format: str = "native") -> Path:
+        """Write the SAE to a folder in `format` (native, saelens, sparsify, gemma-scope, dictionary-learning)."""
+        from sae_hub.formats import write
+
+        folder = Path(save_directory)
+        write(format, self.cfg, self.state_tensors(), folder)
+        return folder
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload weights, config and a model card to `repo_id` in one commit; return the commit URL."""
+        from sae_hub.hub import push_sae
+
+        return push_sae(self, repo_id, **kwargs)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """Return the canonical parameters as plain detached tensors, keyed by canonical name."""
+        return {name: p.detach() for name, p in self.named_parameters()}
+
+    # ---- properties ------------------------------------------------------------------------
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """dtype of the parameters."""
+        return self.W_enc.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the parameters."""
+        return self.W_enc.device
+
+    @property
+    def provenance(self) -> Provenance:
+        """Model, hook point and source of this SAE."""
+        return self.cfg.provenance
+
+    def _apply(self, fn: Any, recurse: bool = True) -> SAE:  # keeps cfg.dtype in step with .to()/.half()
+        super()._apply(fn, recurse)
+        if self.W_enc.dtype != self.cfg.dtype and self.W_enc.is_floating_point():
+            self.cfg = self.cfg.replace(dtype=self.W_enc.dtype)
+        return self
+
+    # ---- encoding --------------------------------------------------------------------------
+
+    def normalize(self, x: Tensor) -> tuple[Tensor, NormStats]:
+        """Apply the input scale and per-token normalisation; return the stats that undo it."""
+        return normalize(x.to(self.dtype), self.cfg.normalization, self.cfg.input_scale)
+
+    def _pre_acts(self, x_n: Tensor) -> Tensor:
+        """Pre-activations `(x - b_dec·apply) @ W_enc + b_enc` of a normalised input."""
+        if self.cfg.apply_b_dec_to_input:
+            x_n = x_n - self.b_dec
+        if self.cfg.architecture == "gated":
+            return x_n @ self.W_enc
+        return torch.addmm(self.b_enc, x_n.reshape(-1, self.cfg.d_in), self.W_enc).reshape(
+            *x_n.shape[:-1], self.cfg.d_sae
+        )
+
+    def _uses_topk(self) -> bool:
+        cfg = self.cfg
+        return cfg.architecture in ("topk", "abstopk") or (
+            cfg.architecture == "batchtopk" and cfg.batchtopk_mode == "topk"
+        )
+
+    def _topk_code(self, pre: Tensor) -> SparseCode:
+        k = self.cfg.k
+        assert k is not None
+        if self.cfg.architecture == "abstopk":
+            _, idx = torch.topk(pre.abs(), k, dim=-1)
+            return SparseCode(pre.gather(-1, idx), idx)
+        if self.cfg.relu_before_topk or self.cfg.architecture == "batchtopk":
+            vals, idx = torch.topk(torch.relu(pre), k, dim=-1)
+            return SparseCode(vals, idx)
+        vals, idx = torch.topk(pre, k, dim=-1)
+        return SparseCode(torch.relu(vals), idx)
+
+    def _activate(self, pre: Tensor) -> Tensor:
+        """Dense feature activations from pre-activations (gated: from `x @ W_enc`)."""
+        arch = self.cfg.architecture
+        if arch == "relu":
+            return torch.relu(pre)
+        if arch in ("jumprelu", "batchtopk") and not self._uses_topk():
+            return torch.relu(pre) * (pre > self.threshold)
+        if arch == "gated":
+            gate = (pre + self.b_gate) > 0
+            return gate * torch.relu(pre * torch.exp(self.r_mag) + self.b_mag)
+        code = self._topk_code(pre)
+        return torch.zeros_like(pre).scatter_(-1, code.indices, code.values)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Return the dense feature activations `[..., d_sae]` of input activations `[..., d_in]`."""
+        self._check_width(x, self.cfg.d_in, "input")
+        x_n, _ = self.normalize(x)
+        return self._activate(self._pre_acts(x_n))
+
+    def encode_sparse(self, x: Tensor) -> SparseCode:
+        """Return active latents as (values, indices); top-k architectures never build the dense code."""
+        self._check_width(x, self.cfg.d_in, "input")
+        x_n, _ = self.normalize(x)
+        pre = self._pre_acts(x_n)
+        if self._uses_topk():
+            return self._topk_code(pre)
+        return SparseCode(*_sparse.pack_dense(self._activate(pre)))
+
+    # ---- decoding --------------------------------------------------------------------------
+
+    def decode(self, f: Tensor, stats: NormStats | None = None) -> Tensor:
+        """Reconstruct from dense features; per-token normalisation is undone only when `stats` are given."""
+        self._check_width(f, self.cfg.d_sae, "feature")
+        y = _sparse.decode_mostly_zero(f.to(self.dtype), self.W_dec) + self.b_dec
+        return denormalize(y, stats, self.cfg.output_scale)
+
+    def decode_sparse(self, values: Tensor, indices: Tensor, stats: NormStats | None = None) -> Tensor:
+        """Reconstruct from (values, indices) by gathering decoder rows (no dense matmul)."""
+        if values.shape != indices.shape:
+            raise ValueError(f"values {tuple(values.shape)} and indices {tuple(indices.shape)} differ")
+        y = _sparse.gather_decode(values.to(self.dtype), indices, self.W_dec) + self.b_dec
+        return denormalize(y, stats, self.cfg.output_scale)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return the reconstruction (for transcoders: the predicted output activation)."""
+        self._check_width(x, self.cfg.d_in, "input")
+        x_n, stats = self.normalize(x)
+        pre = self._pre_acts(x_n)
+        if self._uses_topk():
+            code = self._topk_code(pre)
+            y = _sparse.gather_decode(code.values, code.indices, self.W_dec)
+        else:
+            y = _sparse.decode_mostly_zero(self._activate(pre), self.W_dec)
+        y = y + self.b_dec
+        if self.cfg.skip_connection:
+            y = y + x_n @ self.W_skip
+        return denormalize(y, stats, self.cfg.output_scale).to(x.dtype)
+
+    def error(self, x: Tensor, target: Tensor | None = None) -> Tensor:
+        """Return `target - forward(x)`; `target` defaults to `x` (plain SAEs), required for transcoders."""
+        if target is None:
+            if self.cfg.is_transcoder:
+                raise ValueError("a transcoder's error needs the output activation: pass target=")
+            target = x
+        return target - self(x)
+
+    def _check_width(self, t: Tensor, width: int, what: str) -> None:
+        if t.ndim == 0 or t.shape[-1] != width:
+            raise ValueError(
+                f"{what} has shape {tuple(t.shape)}; expected [..., {width}] for this SAE "
+                f"(d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}, d_out={self.cfg.d_out})"
+            )
+
+    # ---- folds -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def fold_W_dec_norm(self) -> SAE:
+        """Rescale latents so every decoder row has unit norm; reconstructions are unchanged."""
+        if self._uses_topk():
+            raise ConfigError(
+                f"fold_W_dec_norm would change which latents {self.cfg.architecture} selects "
+                "(top-k compares raw activations); fold decoder norms before training instead",
+                field="architecture",
+            )
+        norms = self.W_dec.norm(dim=-1).clamp_min(torch.finfo(self.dtype).tiny)
+        self.W_dec /= norms[:, None]
+        self.W_enc *= norms
+        for name in ("b_enc", "threshold", "b_gate", "b_mag"):
+            if hasattr(self, name):
+                getattr(self, name).mul_(norms)
+        return self
+
+    @torch.no_grad()
+    def fold_normalization(self) -> SAE:
+        """Fold the constant input/output scales into the weights (forward unchanged, scales become 1)."""
+        cfg = self.cfg
+        s_in, s_out = float(cfg.input_scale), float(cfg.output_scale)
+        if s_in == 1.0 and s_out == 1.0:
+            return self
+        if cfg.normalization != "none":
+            raise ConfigError(
+                f"cannot fold constant scales together with per-token normalization {cfg.normalization!r}",
+                field="normalization",
+            )
+        apply_b_dec = cfg.apply_b_dec_to_input
+        if apply_b_dec and s_in != s_out:
+            self._fold_pre_bias()
+            apply_b_dec = False
+        self.W_enc *= s_in
+        if apply_b_dec:  # s_in == s_out: the pre-bias and output bias scale together
+            self.b_dec /= s_in
+        else:
+            self.b_dec /= s_out
+        self.W_dec /= s_out
+        if cfg.skip_connection:
+            self.W_skip *= s_in / s_out
+        self.cfg = cfg.replace(input_scale=1.0, output_scale=1.0, apply_b_dec_to_input=apply_b_dec)
+        return self
+
+    @torch.no_grad()
+    def _fold_pre_bias(self) -> None:
+        """Fold `x - b_dec` into the encoder bias: `b_enc' = b_enc - b_dec @ W_enc`."""
+        shift = self.b_dec @ self.W_enc
+        target = self.b_gate if self.cfg.architecture == "gated" else self.b_enc
+        target -= shift
+        if self.cfg.architecture == "gated":
+            self.b_mag -= shift * torch.exp(self.r_mag)
+        self.cfg = self.cfg.replace(apply_b_dec_to_input=False)
+
+    def fold_pre_bias(self) -> SAE:
+        """Remove `apply_b_dec_to_input` by folding it into the encoder bias (outputs unchanged)."""
+        if self.cfg.apply_b_dec_to_input:
+            self._fold_pre_bias()
+        return self
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        k = f", k={c.k}" if c.k is not None else ""
+        return f"{c.architecture}, d_in={c.d_in}, d_sae={c.d_sae}, d_out={c.d_out}{k}, dtype={c.dtype}"
