@@ -177,7 +177,7 @@ class SAE(nn.Module):
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
         """Upload weights, config and a model card to `repo_id` in one commit; return the commit URL."""
-        from sae_hub.hub import push_sae
+        from sae_hub.push import push_sae
 
         return push_sae(self, repo_id, **kwargs)
 
