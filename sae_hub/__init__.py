@@ -5,14 +5,43 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from sae_hub.config import Provenance, SAEConfig
+from sae_hub.registry import get_release, list_releases, resolve, search
 from sae_hub.sae import SAE, SparseCode
+from sae_hub.splice import splice  # eager: the function must shadow its submodule's name
+
+# name -> module: imported on first access, so `import sae_hub` never imports transformers
+_LAZY = {
+    "Edit": "sae_hub.steering",
+    "Steering": "sae_hub.steering",
+    "evaluate": "sae_hub.eval",
+    "feature_activations": "sae_hub.inspect",
+    "load_model": "sae_hub.models",
+    "logit_lens": "sae_hub.inspect",
+    "resolve_hook": "sae_hub.hooks",
+    "top_features": "sae_hub.inspect",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sae_hub' has no attribute {name!r}")
+
 
 __all__ = sorted(
     [
+        *_LAZY,
         "SAE",
         "Provenance",
         "SAEConfig",
         "SparseCode",
         "__version__",
+        "get_release",
+        "list_releases",
+        "resolve",
+        "search",
+        "splice",
     ]
 )

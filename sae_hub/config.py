@@ -152,7 +152,8 @@ class SAEConfig:
             raise ConfigError(
                 f"architecture {self.architecture!r} needs k (active latents per token)", field="k"
             )
-        if self.k is not None and not (isinstance(self.k, int) and 0 < self.k <= self.d_sae):
+        valid_k = isinstance(self.k, int) and not isinstance(self.k, bool) and 0 < self.k <= self.d_sae
+        if self.k is not None and not valid_k:
             raise ConfigError(f"k must be an int in 1..d_sae={self.d_sae}, got {self.k!r}", field="k")
         if self.batchtopk_mode not in get_args(BatchTopKMode):
             raise ConfigError(

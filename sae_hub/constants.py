@@ -25,3 +25,9 @@ SAE_HUB_CACHE: Path = Path(
 
 SAE_HUB_DISABLE_CONVERSION_CACHE: bool = _is_true(os.environ.get("SAE_HUB_DISABLE_CONVERSION_CACHE"))
 """Skip writing native copies of converted SAEs (each load converts again)."""
+
+SAE_HUB_OPENAI_BASE_URL: str = (
+    os.environ.get("SAE_HUB_OPENAI_BASE_URL")
+    or "https://openaipublic.blob.core.windows.net/sparse-autoencoder"
+)
+"""Base URL of OpenAI's original GPT-2 SAE `.pt` files (a mirror or a test server may stand in)."""

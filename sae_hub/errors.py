@@ -60,6 +60,14 @@ class SaeNotFoundError(SaeHubError, LookupError):
         self.suggestions = list(suggestions)
 
 
+class UnsupportedFormatError(SaeHubError, ValueError):
+    """The registry lists the release, but no adapter reads its format yet."""
+
+    def __init__(self, message: str, *, format: str) -> None:
+        super().__init__(message)
+        self.format = format
+
+
 # ---- files and formats -----------------------------------------------------------------------
 
 

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from torch import Tensor
 
 from sae_hub import formats
 from sae_hub.config import SAEConfig
+
+
+class Loaded(NamedTuple):
+    """What a load produced: config, tensors, where they came from, and whether they are verified."""
+
+    cfg: SAEConfig
+    tensors: dict[str, Tensor]
+    source: str
+    verified: bool
+    """True for sae_hub's own native copies, whose tensors were checked (finite) when written."""
 
 
 def load_tensors(
@@ -23,14 +34,14 @@ def load_tensors(
     force_download: bool = False,
     local_files_only: bool = False,
     token: str | bool | None = None,
-) -> tuple[SAEConfig, dict[str, Tensor], str]:
-    """Return (config, tensors, source description) for a local folder, a release or a Hub repo."""
+) -> Loaded:
+    """Load a local folder (`sae_id` = subfolder), a registry release or a Hub repo (`sae_id` = folder)."""
     local = Path(release_or_repo)
     if sae_id is not None and local.is_dir():
         local = local / sae_id
     if local.is_dir():
         cfg, tensors, _ = formats.read(local)
-        return cfg, tensors, str(local)
+        return Loaded(cfg, tensors, str(local), verified=False)
     from sae_hub.hub import load_remote
 
     return load_remote(

@@ -1,8 +1,10 @@
 """Per-token input normalisation of SAEs, and its inverse on the output.
 
-`layer_norm` is OpenAI's v5 scheme (per-token mean and unbiased std, eps 1e-5 added to the std);
-`constant_norm_rescale` scales each token to norm sqrt(d_in). Constant dataset-wise scales are
-applied around these and can be folded into the weights (`SAE.fold_normalization`).
+`layer_norm` is OpenAI's v5 scheme, reproduced by SAELens: per-token mean and unbiased std, the input
+divided by `std + 1e-5`, the output multiplied back by `std` (without the eps) and shifted by the mean.
+`constant_norm_rescale` scales each token to norm `sqrt(d_in)` and divides the output back. Constant
+dataset-wise scales are applied around these and can be folded into the weights
+(`SAE.fold_normalization`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ class NormStats(NamedTuple):
     mean: Tensor | None
     """Per-token mean removed by layer_norm (`[..., 1]`), else None."""
     scale: Tensor | None
-    """Per-token factor the input was divided by (`[..., 1]`), else None."""
+    """Per-token factor the output is multiplied by (`[..., 1]`), else None."""
 
 
 def normalize(x: Tensor, kind: str, input_scale: float) -> tuple[Tensor, NormStats]:
@@ -34,10 +36,11 @@ def normalize(x: Tensor, kind: str, input_scale: float) -> tuple[Tensor, NormSta
     if kind == "layer_norm":
         mean = x.mean(dim=-1, keepdim=True)
         centred = x - mean
-        std = centred.std(dim=-1, keepdim=True) + LAYER_NORM_EPS
-        return centred / std, NormStats(mean, std)
+        std = centred.std(dim=-1, keepdim=True)
+        return centred / (std + LAYER_NORM_EPS), NormStats(mean, std)
     if kind == "constant_norm_rescale":
-        divisor = x.norm(dim=-1, keepdim=True) / math.sqrt(x.shape[-1])
+        # An all-zero token (padding) stays zero instead of becoming NaN.
+        divisor = (x.norm(dim=-1, keepdim=True) / math.sqrt(x.shape[-1])).clamp_min(torch.finfo(x.dtype).tiny)
         return x / divisor, NormStats(None, divisor)
     raise ValueError(f"unknown normalization {kind!r}")
 

@@ -53,8 +53,10 @@ def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def validate_tensors(cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: str = "") -> None:
-    """Check names, shapes, dtypes and finiteness of `tensors` against `cfg`; raise FormatError."""
+def validate_tensors(
+    cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: str = "", check_finite: bool = True
+) -> None:
+    """Check names, shapes, dtypes and (unless already verified) finiteness of `tensors`; raise FormatError."""
     expected = expected_shapes(cfg)
     where = f" in {source}" if source else ""
     missing = sorted(set(expected) - set(tensors))
@@ -80,10 +82,21 @@ def validate_tensors(cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: s
                 path=source or None,
                 key=name,
             )
-        if t.device.type != "meta" and not bool(torch.isfinite(t).all()):
+        if check_finite and t.device.type != "meta" and not _all_finite(t):
             raise FormatError(
                 f"tensor {name}{where} contains NaN or Inf values", path=source or None, key=name
             )
+
+
+def _all_finite(t: Tensor, *, chunk: int = 1 << 18) -> bool:
+    """True when `t` has no NaN/Inf, without temporaries the size of the weights.
+
+    A finite sum proves every element finite in one pass; only when it is not (a NaN, an Inf, or an
+    overflow of large finite values) are the elements checked, in small chunks.
+    """
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return all(bool(torch.isfinite(part).all()) for part in t.reshape(-1).split(chunk))
 
 
 class SAE(nn.Module):
@@ -125,9 +138,14 @@ class SAE(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | str | None = None,
         source: str = "",
+        check_finite: bool = True,
     ) -> SAE:
-        """Build an SAE that takes ownership of `tensors` (no second copy: built on meta, then assigned)."""
-        validate_tensors(cfg, tensors, source=source)
+        """Build an SAE that takes ownership of `tensors` (no second copy: built on meta, then assigned).
+
+        `check_finite=False` skips the NaN/Inf scan (which touches every page of memory-mapped weights)
+        for tensors already verified, e.g. sae_hub's own native copies of converted SAEs.
+        """
+        validate_tensors(cfg, tensors, source=source, check_finite=check_finite)
         target = dtype_from_str(dtype) if dtype is not None else cfg.dtype
         if target != cfg.dtype:
             cfg = cfg.replace(dtype=target)
@@ -156,7 +174,7 @@ class SAE(nn.Module):
         """
         from sae_hub.loading import load_tensors
 
-        cfg, tensors, source = load_tensors(
+        loaded = load_tensors(
             release_or_repo,
             sae_id,
             revision=revision,
@@ -165,7 +183,14 @@ class SAE(nn.Module):
             local_files_only=local_files_only,
             token=token,
         )
-        return cls.from_tensors(cfg, tensors, device=device, dtype=dtype, source=source)
+        return cls.from_tensors(
+            loaded.cfg,
+            loaded.tensors,
+            device=device,
+            dtype=dtype,
+            source=loaded.source,
+            check_finite=not loaded.verified,
+        )
 
     def save_pretrained(self, save_directory: str | os.PathLike[str], *, format: str = "native") -> Path:
         """Write the SAE to a folder in `format` (native, saelens, sparsify, gemma-scope, dictionary-learning)."""
@@ -211,11 +236,22 @@ class SAE(nn.Module):
     # ---- encoding --------------------------------------------------------------------------
 
     def normalize(self, x: Tensor) -> tuple[Tensor, NormStats]:
-        """Apply the input scale and per-token normalisation; return the stats that undo it."""
-        return normalize(x.to(self.dtype), self.cfg.normalization, self.cfg.input_scale)
+        """Apply the input scale and per-token normalisation; return the stats that undo it.
+
+        Per-token statistics are computed in at least float32, so a bfloat16 SAE normalises as
+        accurately as a float32 one; the normalised input comes back in the SAE's dtype.
+        """
+        if self.cfg.normalization == "none":
+            return normalize(x.to(self.dtype), "none", self.cfg.input_scale)
+        x_n, stats = normalize(
+            x.to(torch.promote_types(self.dtype, torch.float32)),
+            self.cfg.normalization,
+            self.cfg.input_scale,
+        )
+        return x_n.to(self.dtype), stats
 
     def _pre_acts(self, x_n: Tensor) -> Tensor:
-        """Pre-activations `(x - b_dec·apply) @ W_enc + b_enc` of a normalised input."""
+        """Pre-activations `(x - b_dec·apply) @ W_enc + b_enc` of a normalised input (gated: no bias)."""
         if self.cfg.apply_b_dec_to_input:
             x_n = x_n - self.b_dec
         if self.cfg.architecture == "gated":
@@ -231,6 +267,7 @@ class SAE(nn.Module):
         )
 
     def _topk_code(self, pre: Tensor) -> SparseCode:
+        """The k selected latents per token, for the top-k architectures."""
         k = self.cfg.k
         assert k is not None
         if self.cfg.architecture == "abstopk":
@@ -242,18 +279,25 @@ class SAE(nn.Module):
         vals, idx = torch.topk(pre, k, dim=-1)
         return SparseCode(torch.relu(vals), idx)
 
-    def _activate(self, pre: Tensor) -> Tensor:
-        """Dense feature activations from pre-activations (gated: from `x @ W_enc`)."""
+    def _masked_code(self, pre: Tensor) -> tuple[Tensor, Tensor]:
+        """`(values, mask)` with features `where(mask, values, 0)`, for the elementwise architectures."""
         arch = self.cfg.architecture
-        if arch == "relu":
-            return torch.relu(pre)
-        if arch in ("jumprelu", "batchtopk") and not self._uses_topk():
-            return torch.relu(pre) * (pre > self.threshold)
         if arch == "gated":
             gate = (pre + self.b_gate) > 0
-            return gate * torch.relu(pre * torch.exp(self.r_mag) + self.b_mag)
-        code = self._topk_code(pre)
-        return torch.zeros_like(pre).scatter_(-1, code.indices, code.values)
+            mag = pre * torch.exp(self.r_mag) + self.b_mag
+            return mag, gate & (mag > 0)
+        if arch == "relu":
+            return pre, pre > 0
+        # jumprelu / batchtopk: relu(z)·1[z > θ] is non-zero exactly where z > max(θ, 0).
+        return pre, pre > self.threshold.clamp_min(0)
+
+    def _activate(self, pre: Tensor) -> Tensor:
+        """Dense feature activations from pre-activations (gated: from `x @ W_enc`)."""
+        if self._uses_topk():
+            code = self._topk_code(pre)
+            return torch.zeros_like(pre).scatter_(-1, code.indices, code.values)
+        values, mask = self._masked_code(pre)
+        return torch.where(mask, values, 0)
 
     def encode(self, x: Tensor) -> Tensor:
         """Return the dense feature activations `[..., d_sae]` of input activations `[..., d_in]`."""
@@ -262,31 +306,49 @@ class SAE(nn.Module):
         return self._activate(self._pre_acts(x_n))
 
     def encode_sparse(self, x: Tensor) -> SparseCode:
-        """Return active latents as (values, indices); top-k architectures never build the dense code."""
+        """Return active latents as (values, indices) without building the dense `[..., d_sae]` code.
+
+        Top-k architectures give exactly k entries per token (in descending order); the others give
+        each token's active latents padded to the batch's largest L0 with zeros at index 0.
+        """
         self._check_width(x, self.cfg.d_in, "input")
         x_n, _ = self.normalize(x)
         pre = self._pre_acts(x_n)
         if self._uses_topk():
             return self._topk_code(pre)
-        return SparseCode(*_sparse.pack_dense(self._activate(pre)))
+        values, mask = self._masked_code(pre)
+        lead = pre.shape[:-1]
+        flat = _sparse.select(values.reshape(-1, self.cfg.d_sae), mask.reshape(-1, self.cfg.d_sae))
+        vals, idx = _sparse.pad_rows(flat)
+        width = vals.shape[-1]
+        return SparseCode(vals.reshape(*lead, width), idx.reshape(*lead, width))
 
     # ---- decoding --------------------------------------------------------------------------
 
     def decode(self, f: Tensor, stats: NormStats | None = None) -> Tensor:
-        """Reconstruct from dense features; per-token normalisation is undone only when `stats` are given."""
+        """Reconstruct from dense features; per-token normalisation is undone only when `stats` are given.
+
+        The skip connection of a skip transcoder needs the input, so only `forward` adds it.
+        """
         self._check_width(f, self.cfg.d_sae, "feature")
         y = _sparse.decode_mostly_zero(f.to(self.dtype), self.W_dec) + self.b_dec
-        return denormalize(y, stats, self.cfg.output_scale)
+        return denormalize(y, stats, self.cfg.output_scale).to(self.dtype)
 
     def decode_sparse(self, values: Tensor, indices: Tensor, stats: NormStats | None = None) -> Tensor:
         """Reconstruct from (values, indices) by gathering decoder rows (no dense matmul)."""
         if values.shape != indices.shape:
             raise ValueError(f"values {tuple(values.shape)} and indices {tuple(indices.shape)} differ")
+        if values.ndim == 0:
+            raise ValueError("values and indices need a last dimension of active latents")
         y = _sparse.gather_decode(values.to(self.dtype), indices, self.W_dec) + self.b_dec
-        return denormalize(y, stats, self.cfg.output_scale)
+        return denormalize(y, stats, self.cfg.output_scale).to(self.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Return the reconstruction (for transcoders: the predicted output activation)."""
+        """Return the reconstruction (for transcoders: the predicted output activation).
+
+        The decoder only gathers the rows of active latents when the code is sparse, so the dense
+        encoder matmul is the only `[batch, d_sae]`-sized product.
+        """
         self._check_width(x, self.cfg.d_in, "input")
         x_n, stats = self.normalize(x)
         pre = self._pre_acts(x_n)
@@ -294,7 +356,7 @@ class SAE(nn.Module):
             code = self._topk_code(pre)
             y = _sparse.gather_decode(code.values, code.indices, self.W_dec)
         else:
-            y = _sparse.decode_mostly_zero(self._activate(pre), self.W_dec)
+            y = _sparse.decode_masked(*self._masked_code(pre), self.W_dec)
         y = y + self.b_dec
         if self.cfg.skip_connection:
             y = y + x_n @ self.W_skip

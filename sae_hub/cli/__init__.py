@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 # name -> (module under sae_hub.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("demo", "load an SAE, encode and decode a batch, print what it did"),
+    "download": ("download", "fetch one SAE into the HF cache (and convert it once) for offline use"),
+    "list": ("list", "list registry releases (release, repo, model, format, number of SAEs)"),
+    "convert": ("convert", "rewrite an SAE in another format: native, saelens, sparsify, gemma-scope, dictionary-learning"),
+    "info": ("info", "show a release's SAEs, or one SAE's config and tensor shapes without downloading weights"),
+    "demo": ("demo", "serve the Space locally: inspect and steer SAE features in the browser"),
+    "train": ("train", "train SAEs from a YAML/JSON config (accelerate launch -m sae_hub.train for several processes)"),
+    "eval": ("eval", "splice an SAE into its model: FVU, L0, dead latents, CE loss recovered, KL; table + JSON"),
+    "push": ("push", "upload a trained SAE folder (or a run's folders) to the Hub with a model card, in one commit"),
 }
 
 
@@ -36,11 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+
     from sae_hub.errors import SaeHubError
 
     try:
         return int(args._module.run(args) or 0)
-    except SaeHubError as exc:
+    except (SaeHubError, HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

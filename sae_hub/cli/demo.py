@@ -1,33 +1,44 @@
-"""`sae-hub demo`: a short real session: build or load an SAE, encode, decode, report the numbers."""
+"""`sae-hub demo`: serve the Gradio Space (spaces/app.py) locally and print its URL.
+
+With no options it runs offline on the embedded SmolLM2-135M-Instruct and the starter SAE shipped in
+sae_hub/assets/starter; `--model` and `--sae` (or SAE_HUB_MODEL / SAE_HUB_SAE) pick others. The Space
+lives in the source tree, next to the package (`pip install -e .` keeps it there).
+"""
 
 from __future__ import annotations
 
 import argparse
-import tempfile
+import importlib.util
+import sys
+from functools import cache
+from pathlib import Path
+from types import ModuleType
 
-import torch
+from sae_hub.errors import ConfigError
+
+SPACE_APP = Path(__file__).resolve().parents[2] / "spaces" / "app.py"
+
+
+@cache
+def space_app() -> ModuleType:
+    """Import spaces/app.py from the source tree (once)."""
+    if not SPACE_APP.is_file():
+        raise ConfigError(
+            f"`sae-hub demo` runs the Space in {SPACE_APP}, which this installation lacks; "
+            "install sae_hub from a source checkout (pip install -e '.[space]') or run spaces/app.py there"
+        )
+    spec = importlib.util.spec_from_file_location("sae_hub_space_app", SPACE_APP)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sae", default=None, help="release/repo/folder to load (default: a fresh TopK SAE)")
-    parser.add_argument("--sae-id", default=None, help="SAE id inside the release or repo")
+    if SPACE_APP.is_file():  # the Space owns its options; without it `run` explains what is missing
+        space_app().add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae_hub import SAE, SAEConfig
-
-    if args.sae:
-        sae = SAE.from_pretrained(args.sae, args.sae_id)
-    else:
-        sae = SAE(SAEConfig(d_in=576, d_sae=4096, architecture="topk", k=32))
-    x = torch.randn(8, sae.cfg.d_in)
-    code = sae.encode_sparse(x)
-    recon = sae.decode_sparse(code.values, code.indices)
-    with tempfile.TemporaryDirectory() as tmp:
-        sae.save_pretrained(tmp)
-        again = SAE.from_pretrained(tmp)
-    same = torch.equal(again(x), sae(x))
-    print(f"SAE: {sae.extra_repr()}")
-    print(f"encoded {tuple(x.shape)} -> {tuple(code.values.shape)} active values per token")
-    print(f"reconstruction {tuple(recon.shape)}, save/load round trip identical: {same}")
-    return 0
+    return int(space_app().launch(args))

@@ -16,12 +16,37 @@ from torch import Tensor
 
 from sae_hub.config import SAEConfig
 from sae_hub.errors import ConfigError, UnknownFormatError
-from sae_hub.formats import native
+from sae_hub.formats import (
+    dictionary_learning,
+    gemma_scope,
+    gemma_scope_2,
+    goodfire,
+    llama_scope,
+    llama_scope_r1,
+    native,
+    openai,
+    saelens,
+    sparsify,
+)
 
 logger = logging.getLogger(__name__)
 
 # Detection order matters: the most specific layouts first, native last among config.json users.
-ADAPTERS: dict[str, ModuleType] = {native.NAME: native}
+ADAPTERS: dict[str, ModuleType] = {
+    m.NAME: m
+    for m in (
+        llama_scope,
+        llama_scope_r1,
+        gemma_scope_2,
+        gemma_scope,
+        saelens,
+        sparsify,
+        dictionary_learning,
+        goodfire,
+        openai,
+        native,
+    )
+}
 
 
 def get_adapter(name: str) -> ModuleType:
@@ -46,7 +71,9 @@ def detect(files: Sequence[str], *, path: str | None = None) -> ModuleType:
 def read(folder: str | Path, *, format: str | None = None) -> tuple[SAEConfig, dict[str, Tensor], str]:
     """Read an SAE folder (format detected unless given); return (config, tensors, format name)."""
     folder = Path(folder)
-    files = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    # file-based formats (OpenAI `{layer}.pt`, Goodfire `.pth`) may be given the weights file itself
+    listed = folder if folder.is_dir() else folder.parent if folder.is_file() else None
+    files = [p.name for p in listed.iterdir()] if listed is not None else []
     adapter = get_adapter(format) if format else detect(files, path=str(folder))
     cfg, tensors = adapter.read(folder)
     if cfg.provenance.source_format is None:

@@ -1,0 +1,424 @@
+"""The Space's model session: inspect features, describe one feature, steer generation; no UI code.
+
+`Session` holds one causal LM, its tokenizer and one SAE, and answers the three tabs of the Space with
+plain Python values. It calls only sae_hub's public API. Every input is bounded by `Limits`; a request
+past a limit raises `LimitError`, whose message the UI shows as it is. A lock serialises model use,
+because steering hooks are installed on the shared model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+import sae_hub
+from sae_hub import SAE
+from sae_hub.constants import SAE_HUB_CACHE
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["add", "clamp", "ablate"]
+Positions = Literal["all", "prompt", "generated"]
+MODES: tuple[str, ...] = ("add", "clamp", "ablate")
+POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
+STARTER_SAE = Path(sae_hub.__file__).parent / "assets" / "starter"
+"""The SAE shipped with sae_hub for the embedded model (SmolLM2-135M-Instruct, layer 15 residual)."""
+
+
+class LimitError(ValueError):
+    """A request the Space refuses: too long, too many, out of range, or not meaningful here."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Bounds on every request, so one user cannot hold the single model worker for long."""
+
+    max_input_tokens: int = 256
+    max_new_tokens: int = 128
+    max_strength: float = 200.0
+    max_edits: int = 4
+    top_k: int = 12
+    index_windows: int = 192
+    """Windows of the bundled corpus encoded once for feature densities and top snippets."""
+    index_window_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class TokenTop:
+    """The strongest features at one token."""
+
+    position: int
+    token: str
+    features: list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What one text does to the SAE: per-token activations of the chosen feature and the top features."""
+
+    tokens: list[str]
+    feature: int
+    feature_acts: list[float]
+    per_token: list[TokenTop]
+    top_features: list[tuple[int, float, int]]
+    """(feature, max activation over the text, tokens where it fires), strongest first."""
+
+
+@dataclass(frozen=True)
+class FeatureCard:
+    """One feature: decoder logit lens, how often it fires on the corpus, and where it fires most."""
+
+    feature: int
+    promoted: list[tuple[str, float]]
+    suppressed: list[tuple[str, float]]
+    density: float
+    max_activation: float
+    snippets: list[list[tuple[str, float]]]
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    """One row of the Steer tab."""
+
+    feature: int
+    mode: Mode
+    strength: float
+
+
+def corpus_paragraphs() -> list[str]:
+    """Prose paragraphs of Python's language reference (`pydoc_data.topics`), the Space's bundled corpus."""
+    from pydoc_data.topics import topics
+
+    out = []
+    for name in sorted(topics):
+        for block in topics[name].split("\n\n"):
+            lines = block.strip().splitlines()
+            if len(lines) >= 2 and not any(ln.startswith(" ") for ln in block.splitlines()):
+                out.append(" ".join(ln.strip() for ln in lines))
+    return out
+
+
+class Session:
+    """One model, tokenizer and SAE, with the computations behind each tab of the Space."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sae: SAE,
+        *,
+        hook: str | None = None,
+        model_name: str | None = None,
+        sae_name: str = "",
+        limits: Limits | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.limits = limits or Limits()
+        self.cache_dir = Path(cache_dir or SAE_HUB_CACHE / "space")
+        self.model_name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+        self.lock = threading.Lock()
+        self._index: dict[str, Tensor] | None = None
+        self.set_sae(sae, hook=hook, name=sae_name)
+
+    # ---- SAE --------------------------------------------------------------------------------
+
+    def set_sae(self, sae: SAE, *, hook: str | None = None, name: str = "") -> None:
+        """Use `sae` from now on; its hook point must resolve on the model and match its width."""
+        hook = hook or sae.cfg.provenance.hook or sae.cfg.provenance.hf_hook
+        if not hook:
+            raise LimitError("the SAE does not say which hook point it reads; pass --hook (e.g. model.layers.15)")
+        width = self.model.config.get_text_config().hidden_size
+        if sae.cfg.d_in != width and "resid" in hook:
+            raise LimitError(f"the SAE reads {sae.cfg.d_in}-wide activations but the model's residual is {width}")
+        self.sae = sae.to(device=self.model.device).eval()
+        self.hook = hook
+        self.sae_name = name or sae.cfg.provenance.release or sae.cfg.provenance.repo_id or "SAE"
+        self._index = None
+
+    def describe(self) -> str:
+        """A one-paragraph Markdown description of what is loaded."""
+        cfg = self.sae.cfg
+        k = f", k={cfg.k}" if cfg.k else ""
+        return (
+            f"**Model** `{self.model_name}` · **SAE** `{self.sae_name}` at `{self.hook}`: "
+            f"{cfg.architecture}{k}, {cfg.d_sae} features on {cfg.d_in} dimensions"
+        )
+
+    def compatible_releases(self) -> list[str]:
+        """Registry releases whose SAEs were trained on the loaded model."""
+        return [r.name for r in sae_hub.list_releases(model=self.model_name)]
+
+    @staticmethod
+    def release_ids(release: str) -> list[str]:
+        """SAE ids of a registry release (empty for a Hub repo or a folder, which are not releases)."""
+        try:
+            return list(sae_hub.get_release(release).saes)
+        except LookupError:
+            return []
+
+    # ---- tokens and activations ----------------------------------------------------------------
+
+    def _ids(self, text: str, *, chat: bool = False) -> Tensor:
+        """Token ids of `text` (through the chat template when asked and available), within the limit."""
+        if not text or not text.strip():
+            raise LimitError("enter some text first")
+        if chat and getattr(self.tokenizer, "chat_template", None):
+            enc = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
+            )
+            ids = enc["input_ids"]
+        else:
+            ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+        n, limit = ids.shape[1], self.limits.max_input_tokens
+        if n > limit:
+            raise LimitError(f"the input is {n} tokens; the limit is {limit} tokens. Shorten it and try again.")
+        return ids.to(self.model.device)
+
+    def _pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def _features(self, ids: Tensor) -> Tensor:
+        """Dense SAE feature activations `[batch, pos, d_sae]` for a batch of token ids."""
+        # the base model: the hook sits inside it, and the unembedding is not needed here
+        with sae_hub.splice(self.model, self.sae, hook=self.hook) as run:
+            self.model.base_model(input_ids=ids, use_cache=False)
+        return run.features[self.hook].float()
+
+    def _check_feature(self, feature: Any) -> int:
+        if feature is None or not float(feature).is_integer():
+            raise LimitError("choose a feature number")
+        f = int(feature)
+        if not 0 <= f < self.sae.cfg.d_sae:
+            raise LimitError(f"feature {f} does not exist; this SAE has features 0..{self.sae.cfg.d_sae - 1}")
+        return f
+
+    # ---- Inspect -------------------------------------------------------------------------------
+
+    def inspect(self, text: str, feature: int | None = None) -> Inspection:
+        """Encode `text`; return per-token top features, the text's top features and one feature's trace."""
+        ids = self._ids(text)
+        with self.lock, torch.no_grad():
+            acts = self._features(ids)[0]
+        k = min(self.limits.top_k, acts.shape[-1])
+        peak = acts.max(dim=0).values
+        order = torch.topk(peak, k).indices.tolist()
+        top = [(f, float(peak[f]), int((acts[:, f] > 0).sum())) for f in order if peak[f] > 0]
+        chosen = self._check_feature(feature) if feature is not None else (top[0][0] if top else 0)
+        tokens = self._pieces(ids[0].tolist())
+        values, indices = torch.topk(acts, min(3, acts.shape[-1]), dim=-1)
+        per_token = [
+            TokenTop(i, tok, [(int(f), float(v)) for v, f in zip(values[i], indices[i], strict=True) if v > 0])
+            for i, tok in enumerate(tokens)
+        ]
+        return Inspection(tokens, chosen, acts[:, chosen].tolist(), per_token, top)
+
+    # ---- Feature -------------------------------------------------------------------------------
+
+    def feature_card(self, feature: int, *, progress: Any = None) -> FeatureCard:
+        """Logit lens of one feature plus its density and top snippets on the bundled corpus."""
+        f = self._check_feature(feature)
+        lens = sae_hub.logit_lens(self.model, self.sae, f, k=10, tokenizer=self.tokenizer)
+        promoted = [(token, value) for _, token, value in lens.promoted]
+        suppressed = [(token, value) for _, token, value in lens.suppressed]
+        index = self.feature_index(progress=progress)
+        peak = float(index["top_values"][f, 0])
+        snippets = []
+        for w, pos, v in zip(index["top_windows"][f], index["top_positions"][f], index["top_values"][f], strict=True):
+            if v <= 0:
+                break
+            ids = index["windows"][w]
+            lo, hi = max(0, int(pos) - 12), min(ids.shape[0], int(pos) + 6)
+            with self.lock, torch.no_grad():
+                acts = self._features(ids[None].to(self.model.device))[0, lo:hi, f]
+            pieces = self._pieces(ids[lo:hi].tolist())
+            snippets.append([(p, float(a) / peak) for p, a in zip(pieces, acts.tolist(), strict=True)])
+        density = float(index["fire_counts"][f]) / float(index["windows"].numel())
+        return FeatureCard(f, promoted, suppressed, density, peak, snippets)
+
+    def _index_path(self) -> Path:
+        digest = hashlib.sha256()
+        digest.update(json.dumps([self.model_name, self.hook, self.limits.index_windows]).encode())
+        digest.update(json.dumps(self.limits.index_window_tokens).encode())
+        for name in ("W_enc", "W_dec"):
+            digest.update(getattr(self.sae, name).detach().float().cpu().numpy().tobytes())
+        return self.cache_dir / "feature_index" / f"{digest.hexdigest()[:24]}.safetensors"
+
+    def feature_index(self, *, progress: Any = None) -> dict[str, Tensor]:
+        """Per-feature firing counts and top windows on the bundled corpus, computed once and cached."""
+        if self._index is not None:
+            return self._index
+        from safetensors.torch import load_file, save_file
+
+        path = self._index_path()
+        if path.is_file():
+            self._index = load_file(path)
+            return self._index
+        windows = self._corpus_windows()
+        d_sae, batch = self.sae.cfg.d_sae, 8
+        fire = torch.zeros(d_sae, dtype=torch.int64)
+        peaks, where = [], []
+        starts = range(0, windows.shape[0], batch)
+        for step, start in enumerate(starts):
+            if progress is not None:
+                progress((step, len(starts)), desc="encoding the bundled corpus (once)")
+            with self.lock, torch.no_grad():
+                acts = self._features(windows[start : start + batch].to(self.model.device)).cpu()
+            fire += (acts > 0).sum(dim=(0, 1))
+            values, positions = acts.max(dim=1)
+            peaks.append(values)
+            where.append(positions)
+        peak, pos = torch.cat(peaks), torch.cat(where)
+        k = min(5, peak.shape[0])
+        top_values, top_windows = torch.topk(peak.T, k, dim=-1)
+        index = {
+            "windows": windows.contiguous(),
+            "fire_counts": fire,
+            "top_values": top_values.contiguous(),
+            "top_windows": top_windows.contiguous(),
+            "top_positions": torch.gather(pos.T, 1, top_windows).contiguous(),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(index, str(tmp))
+        tmp.replace(path)
+        self._index = index
+        return index
+
+    def _corpus_windows(self) -> Tensor:
+        """Token windows of the bundled corpus, `[index_windows, index_window_tokens]`."""
+        n, width = self.limits.index_windows, self.limits.index_window_tokens
+        ids: list[int] = []
+        for paragraph in corpus_paragraphs():
+            ids.extend(self.tokenizer(paragraph + "\n\n", add_special_tokens=False)["input_ids"])
+            if len(ids) >= n * width:
+                break
+        usable = len(ids) // width * width
+        return torch.tensor(ids[:usable], dtype=torch.long).view(-1, width)[:n]
+
+    # ---- Steer ---------------------------------------------------------------------------------
+
+    def steering(
+        self,
+        edits: Sequence[EditSpec],
+        *,
+        positions: str = "all",
+        normalize: bool = False,
+        skip_special_tokens: bool = False,
+    ) -> Any:
+        """Build the `sae_hub.Steering` for these rows, checking every bound."""
+        if positions not in POSITIONS:
+            raise LimitError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
+        if len(edits) > self.limits.max_edits:
+            raise LimitError(f"at most {self.limits.max_edits} features can be steered at once")
+        out = []
+        for e in edits:
+            f = self._check_feature(e.feature)
+            if e.mode not in MODES:
+                raise LimitError(f"mode must be one of {list(MODES)}, got {e.mode!r}")
+            if not abs(e.strength) <= self.limits.max_strength:
+                raise LimitError(f"strength {e.strength} is outside ±{self.limits.max_strength:g}")
+            value = 0.0 if e.mode == "ablate" else float(e.strength)
+            out.append(sae_hub.Edit(feature=f, mode=e.mode, value=value, normalize=normalize and e.mode == "add"))
+        return sae_hub.Steering(
+            self.sae,
+            out,
+            positions=positions,
+            skip_special_tokens=skip_special_tokens,
+            hook=self.hook,
+            model_id=self.model_name,
+        )
+
+    def generate(
+        self,
+        prompt: str,
+        steering: Any,
+        *,
+        temperature: float = 0.7,
+        seed: int = 16,
+        max_new_tokens: int = 48,
+        chat: bool = True,
+    ) -> Iterator[tuple[str, str]]:
+        """Stream (default, steered) completions of `prompt` with the same seed; default first."""
+        if not 1 <= int(max_new_tokens) <= self.limits.max_new_tokens:
+            raise LimitError(f"new tokens must be between 1 and {self.limits.max_new_tokens}")
+        if not 0 <= float(temperature) <= 2:
+            raise LimitError("temperature must be between 0 and 2")
+        ids = self._ids(prompt, chat=chat)
+        settings = {"temperature": float(temperature), "seed": int(seed), "max_new_tokens": int(max_new_tokens)}
+        with self.lock:
+            default = ""
+            for default in self._stream(ids, None, **settings):
+                yield default, ""
+            for steered in self._stream(ids, steering, **settings):
+                yield default, steered
+
+    def _stream(self, ids: Tensor, steering: Any, *, temperature: float, seed: int, max_new_tokens: int) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        failure: list[BaseException] = []
+        sample = temperature > 0
+        kwargs = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": max_new_tokens,
+            "do_sample": sample,
+            "temperature": temperature if sample else None,
+            "top_p": None,
+            "top_k": None,
+            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
+            "streamer": streamer,
+        }
+
+        def run() -> None:
+            try:
+                torch.manual_seed(seed)
+                with torch.no_grad():
+                    if steering is None:
+                        self.model.generate(**kwargs)
+                    else:
+                        with steering.apply(self.model, tokenizer=self.tokenizer):
+                            self.model.generate(**kwargs)
+            except BaseException as exc:  # handed to the caller after the streamer ends
+                failure.append(exc)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        text = ""
+        for piece in streamer:
+            text += piece
+            yield text
+        worker.join()
+        if failure:
+            raise failure[0]
+        yield text
+
+    # ---- recipes -------------------------------------------------------------------------------
+
+    def save_recipe(self, steering: Any, folder: Path) -> Path:
+        """Write the steering recipe JSON into `folder` and return its path."""
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "steering-recipe.json"
+        steering.save(path)
+        return path
+
+    def load_recipe(self, path: str | Path) -> Any:
+        """Read a recipe file for this SAE (its edits must fit the Steer tab)."""
+        steering = sae_hub.Steering.load(path, sae=self.sae)
+        if len(steering.edits) > self.limits.max_edits:
+            raise LimitError(
+                f"the recipe has {len(steering.edits)} edits; the Space shows at most {self.limits.max_edits}"
+            )
+        return steering
