@@ -27,13 +27,15 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RSS_HELPERS, machine, median_times, run_child, write_section  # noqa: E402
+from _common import RSS_HELPERS, machine, median_times, run_child, write_section
 
 SECTION = "## Core SAE math (issue: core)"
 BATCH = 1024
 
 
-def jumprelu_weights(d_in: int, d_sae: int, *, target_l0: float | None, seed: int = 0) -> dict[str, torch.Tensor]:
+def jumprelu_weights(
+    d_in: int, d_sae: int, *, target_l0: float | None, seed: int = 0
+) -> dict[str, torch.Tensor]:
     """Unit-norm decoder, tied encoder, small biases; thresholds calibrated to `target_l0` (0 when None)."""
     gen = torch.Generator().manual_seed(seed)
     W_dec = torch.randn(d_sae, d_in, generator=gen)
@@ -69,7 +71,9 @@ def _saelens(arch: str, tensors: dict[str, torch.Tensor], **cfg_kw):
         "jumprelu": (sae_lens.JumpReLUSAE, sae_lens.JumpReLUSAEConfig),
         "topk": (sae_lens.TopKSAE, sae_lens.TopKSAEConfig),
     }[arch]
-    sae = cls(cfg_cls(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu", apply_b_dec_to_input=False, **cfg_kw))
+    sae = cls(
+        cfg_cls(d_in=d_in, d_sae=d_sae, dtype="float32", device="cpu", apply_b_dec_to_input=False, **cfg_kw)
+    )
     sae.load_state_dict({n: t.clone() for n, t in tensors.items()})
     return sae.eval()
 
@@ -197,17 +201,17 @@ def render(res: dict, repeats: int, cmd: str) -> str:
 
         | case | sae_hub | SAELens / baseline | ratio | target |
         |---|---|---|---|---|
-        | 1. JumpReLU 16384x2304, dense code (L0 {j['l0']:.0f}), `decode(encode(x))` | {ms(j['ours_enc_dec'])} | {ms(j['saelens'])} | {j['saelens'] / j['ours_enc_dec']:.2f}x throughput | >= 1.0x |
-        | 1b. same, sae_hub `forward` | {ms(j['ours_forward'])} | {ms(j['saelens'])} | {j['saelens'] / j['ours_forward']:.2f}x throughput | |
-        | 2. TopK k=32 32768x768: `encode_sparse`+`decode_sparse` vs dense `encode` + `f @ W_dec` | {ms(t['sparse'])} | {ms(t['dense'])} (dense) | {t['dense'] / t['sparse']:.2f}x faster | >= 3x |
-        | 2b. same sparse path vs SAELens forward | {ms(t['sparse'])} | {ms(t['saelens'])} | {t['saelens'] / t['sparse']:.2f}x faster | >= 1.0x |
-        | 3. load + first encode, 16384x2304 JumpReLU, fresh process (imports excluded) | {ms(ld['sae_hub_total'])} | {ms(ld['saelens_total'])} | {ld['sae_hub_total'] / ld['saelens_total']:.2f}x time | <= 1.0x |
-        | 3b. load only | {ms(ld['sae_hub_load'])} | {ms(ld['saelens_load'])} | {ld['sae_hub_load'] / ld['saelens_load']:.2f}x time | |
-        | 3c. peak RSS growth during load, / weight bytes ({wb / 2**20:.0f} MiB) | {ld['sae_hub_peak_load'] / wb:.2f}x | {ld['saelens_peak_load'] / wb:.2f}x | | <= 1.25x |
-        | 3d. peak RSS growth during load + encode (includes the 64 MiB `[1024, 16384]` code) | {ld['sae_hub_peak_total'] / wb:.2f}x | {ld['saelens_peak_total'] / wb:.2f}x | | |
-        | 3e. library import in a fresh process | {ld['sae_hub_import']:.1f} s | {ld['saelens_import']:.1f} s | | |
-        | 4. JumpReLU 16384x2304, realistic L0 {s['l0']:.0f}: sae_hub `forward` vs SAELens `decode(encode(x))` | {ms(s['ours_forward'])} | {ms(s['saelens'])} | {s['ours_forward'] / s['saelens']:.2f}x time | <= 0.65x |
-        | 4b. same, sae_hub `decode(encode(x))` | {ms(s['ours_enc_dec'])} | {ms(s['saelens'])} | {s['ours_enc_dec'] / s['saelens']:.2f}x time | |
+        | 1. JumpReLU 16384x2304, dense code (L0 {j["l0"]:.0f}), `decode(encode(x))` | {ms(j["ours_enc_dec"])} | {ms(j["saelens"])} | {j["saelens"] / j["ours_enc_dec"]:.2f}x throughput | >= 1.0x |
+        | 1b. same, sae_hub `forward` | {ms(j["ours_forward"])} | {ms(j["saelens"])} | {j["saelens"] / j["ours_forward"]:.2f}x throughput | |
+        | 2. TopK k=32 32768x768: `encode_sparse`+`decode_sparse` vs dense `encode` + `f @ W_dec` | {ms(t["sparse"])} | {ms(t["dense"])} (dense) | {t["dense"] / t["sparse"]:.2f}x faster | >= 3x |
+        | 2b. same sparse path vs SAELens forward | {ms(t["sparse"])} | {ms(t["saelens"])} | {t["saelens"] / t["sparse"]:.2f}x faster | >= 1.0x |
+        | 3. load + first encode, 16384x2304 JumpReLU, fresh process (imports excluded) | {ms(ld["sae_hub_total"])} | {ms(ld["saelens_total"])} | {ld["sae_hub_total"] / ld["saelens_total"]:.2f}x time | <= 1.0x |
+        | 3b. load only | {ms(ld["sae_hub_load"])} | {ms(ld["saelens_load"])} | {ld["sae_hub_load"] / ld["saelens_load"]:.2f}x time | |
+        | 3c. peak RSS growth during load, / weight bytes ({wb / 2**20:.0f} MiB) | {ld["sae_hub_peak_load"] / wb:.2f}x | {ld["saelens_peak_load"] / wb:.2f}x | | <= 1.25x |
+        | 3d. peak RSS growth during load + encode (includes the 64 MiB `[1024, 16384]` code) | {ld["sae_hub_peak_total"] / wb:.2f}x | {ld["saelens_peak_total"] / wb:.2f}x | | |
+        | 3e. library import in a fresh process | {ld["sae_hub_import"]:.1f} s | {ld["saelens_import"]:.1f} s | | |
+        | 4. JumpReLU 16384x2304, realistic L0 {s["l0"]:.0f}: sae_hub `forward` vs SAELens `decode(encode(x))` | {ms(s["ours_forward"])} | {ms(s["saelens"])} | {s["ours_forward"] / s["saelens"]:.2f}x time | <= 0.65x |
+        | 4b. same, sae_hub `decode(encode(x))` | {ms(s["ours_enc_dec"])} | {ms(s["saelens"])} | {s["ours_enc_dec"] / s["saelens"]:.2f}x time | |
         """
     )
 

@@ -21,6 +21,7 @@ import argparse
 import importlib.metadata
 import importlib.util
 import itertools
+import math
 import os
 import re
 import sys
@@ -91,35 +92,88 @@ ARCH_PREFIXES = {
 # TransformerLens hook suffix -> (site, {arch: HF module path}); `{L}` is the layer. None where no
 # HF module output equals the TransformerLens hook (e.g. ln2.hook_normalized lacks the norm gain).
 HOOKS: dict[str, tuple[str, dict[str, str | None]]] = {
-    "hook_resid_pre": ("res", {"llama": "model.layers.{L}.input", "gemma2": "model.layers.{L}.input",
-                                "gpt2": "transformer.h.{L}.input", "neox": "gpt_neox.layers.{L}.input"}),
-    "hook_resid_mid": ("res", {"llama": "model.layers.{L}.post_attention_layernorm.input",
-                                "gemma2": "model.layers.{L}.pre_feedforward_layernorm.input",
-                                "gpt2": "transformer.h.{L}.ln_2.input", "neox": None}),
-    "hook_resid_post": ("res", {"llama": "model.layers.{L}.output", "gemma2": "model.layers.{L}.output",
-                                 "gpt2": "transformer.h.{L}.output", "neox": "gpt_neox.layers.{L}.output"}),
-    "hook_attn_out": ("att", {"llama": "model.layers.{L}.self_attn.o_proj.output",
-                               "gemma2": "model.layers.{L}.post_attention_layernorm.output",
-                               "gpt2": "transformer.h.{L}.attn.c_proj.output",
-                               "neox": "gpt_neox.layers.{L}.attention.dense.output"}),
-    "attn.hook_z": ("att", {"llama": "model.layers.{L}.self_attn.o_proj.input",
-                             "gemma2": "model.layers.{L}.self_attn.o_proj.input",
-                             "gpt2": "transformer.h.{L}.attn.c_proj.input",
-                             "neox": "gpt_neox.layers.{L}.attention.dense.input"}),
-    "hook_mlp_out": ("mlp", {"llama": "model.layers.{L}.mlp.output",
-                              "gemma2": "model.layers.{L}.post_feedforward_layernorm.output",
-                              "gpt2": "transformer.h.{L}.mlp.output", "neox": "gpt_neox.layers.{L}.mlp.output"}),
-    "mlp.hook_post": ("mlp_act", {"llama": "model.layers.{L}.mlp.down_proj.input",
-                                   "gemma2": "model.layers.{L}.mlp.down_proj.input",
-                                   "gpt2": "transformer.h.{L}.mlp.c_proj.input",
-                                   "neox": "gpt_neox.layers.{L}.mlp.dense_4h_to_h.input"}),
+    "hook_resid_pre": (
+        "res",
+        {
+            "llama": "model.layers.{L}.input",
+            "gemma2": "model.layers.{L}.input",
+            "gpt2": "transformer.h.{L}.input",
+            "neox": "gpt_neox.layers.{L}.input",
+        },
+    ),
+    "hook_resid_mid": (
+        "res",
+        {
+            "llama": "model.layers.{L}.post_attention_layernorm.input",
+            "gemma2": "model.layers.{L}.pre_feedforward_layernorm.input",
+            "gpt2": "transformer.h.{L}.ln_2.input",
+            "neox": None,
+        },
+    ),
+    "hook_resid_post": (
+        "res",
+        {
+            "llama": "model.layers.{L}.output",
+            "gemma2": "model.layers.{L}.output",
+            "gpt2": "transformer.h.{L}.output",
+            "neox": "gpt_neox.layers.{L}.output",
+        },
+    ),
+    "hook_attn_out": (
+        "att",
+        {
+            "llama": "model.layers.{L}.self_attn.o_proj.output",
+            "gemma2": "model.layers.{L}.post_attention_layernorm.output",
+            "gpt2": "transformer.h.{L}.attn.c_proj.output",
+            "neox": "gpt_neox.layers.{L}.attention.dense.output",
+        },
+    ),
+    "attn.hook_z": (
+        "att",
+        {
+            "llama": "model.layers.{L}.self_attn.o_proj.input",
+            "gemma2": "model.layers.{L}.self_attn.o_proj.input",
+            "gpt2": "transformer.h.{L}.attn.c_proj.input",
+            "neox": "gpt_neox.layers.{L}.attention.dense.input",
+        },
+    ),
+    "hook_mlp_out": (
+        "mlp",
+        {
+            "llama": "model.layers.{L}.mlp.output",
+            "gemma2": "model.layers.{L}.post_feedforward_layernorm.output",
+            "gpt2": "transformer.h.{L}.mlp.output",
+            "neox": "gpt_neox.layers.{L}.mlp.output",
+        },
+    ),
+    "mlp.hook_post": (
+        "mlp_act",
+        {
+            "llama": "model.layers.{L}.mlp.down_proj.input",
+            "gemma2": "model.layers.{L}.mlp.down_proj.input",
+            "gpt2": "transformer.h.{L}.mlp.c_proj.input",
+            "neox": "gpt_neox.layers.{L}.mlp.dense_4h_to_h.input",
+        },
+    ),
     "ln2.hook_normalized": ("transcoder", {}),
 }
-EMBED_HF = {"llama": "model.embed_tokens.output", "gemma2": "model.embed_tokens.output",
-            "gpt2": "transformer.wte.output", "neox": "gpt_neox.embed_in.output"}
+EMBED_HF = {
+    "llama": "model.embed_tokens.output",
+    "gemma2": "model.embed_tokens.output",
+    "gpt2": "transformer.wte.output",
+    "neox": "gpt_neox.embed_in.output",
+}
 
-GEMMA_WIDTHS = {"4k": 4096, "16k": 16384, "32k": 32768, "65k": 65536, "131k": 131072, "262k": 262144,
-                "524k": 524288, "1m": 1048576}
+GEMMA_WIDTHS = {
+    "4k": 4096,
+    "16k": 16384,
+    "32k": 32768,
+    "65k": 65536,
+    "131k": 131072,
+    "262k": 262144,
+    "524k": 524288,
+    "1m": 1048576,
+}
 OPENAI_BASE = "https://openaipublic.blob.core.windows.net/sparse-autoencoder/"
 OPENAI_LOCATIONS = {  # location -> TransformerLens hook suffix
     "mlp_post_act": "mlp.hook_post",
@@ -131,8 +185,18 @@ OPENAI_LOCATIONS = {  # location -> TransformerLens hook suffix
 OPENAI_VERSIONS = {  # version -> (folder suffix, locations, width, L0 (TopK k) or None)
     "v1": ("", ("mlp_post_act", "resid_delta_mlp"), 32768, None),
     "v4": ("_v4", ("mlp_post_act", "resid_delta_mlp"), 32768, None),
-    "v5-32k": ("_v5_32k", ("resid_delta_attn", "resid_delta_mlp", "resid_post_attn", "resid_post_mlp"), 32768, 32),
-    "v5-128k": ("_v5_128k", ("resid_delta_attn", "resid_delta_mlp", "resid_post_attn", "resid_post_mlp"), 131072, 32),
+    "v5-32k": (
+        "_v5_32k",
+        ("resid_delta_attn", "resid_delta_mlp", "resid_post_attn", "resid_post_mlp"),
+        32768,
+        32,
+    ),
+    "v5-128k": (
+        "_v5_128k",
+        ("resid_delta_attn", "resid_delta_mlp", "resid_post_attn", "resid_post_mlp"),
+        131072,
+        32,
+    ),
 }
 OPENAI_PAPER = "https://arxiv.org/abs/2406.04093"
 GEMMA_SCOPE_PAPER = "https://arxiv.org/abs/2408.05147"
@@ -154,14 +218,25 @@ def hook_fields(model: str, hook: str) -> SAE:
     layer, suffix = int(m.group(1)), m.group(2)
     site, hf = HOOKS[suffix]
     hf_hook = hf.get(arch_of(model))
-    return {"site": site, "layer": layer, "hook": hook, "hf_hook": hf_hook.format(L=layer) if hf_hook else None}
+    return {
+        "site": site,
+        "layer": layer,
+        "hook": hook,
+        "hf_hook": hf_hook.format(L=layer) if hf_hook else None,
+    }
 
 
 def transcoder_fields(model: str, layer: int, hf_in: str | None) -> SAE:
     """Hooks of an MLP transcoder: normalised MLP input -> MLP output."""
     out = hook_fields(model, f"blocks.{layer}.hook_mlp_out")
-    return {"site": "transcoder", "layer": layer, "hook": f"blocks.{layer}.ln2.hook_normalized",
-            "hook_out": out["hook"], "hf_hook": hf_in, "hf_hook_out": out["hf_hook"]}
+    return {
+        "site": "transcoder",
+        "layer": layer,
+        "hook": f"blocks.{layer}.ln2.hook_normalized",
+        "hook_out": out["hook"],
+        "hf_hook": hf_in,
+        "hf_hook_out": out["hf_hook"],
+    }
 
 
 # ---- compression -------------------------------------------------------------------------------
@@ -183,7 +258,7 @@ def _escape(value: Any) -> Any:
 def _auto_templates(sae: SAE, key: str) -> list[str]:
     """Guess templates for a text field from one SAE: its layer (and width label) made variables."""
     value = sae.get(key)
-    if not isinstance(value, str) or key == "id" and sae.get("layer") is None:
+    if not isinstance(value, str) or (key == "id" and sae.get("layer") is None):
         return []
     template = _escape(value)
     if sae.get("layer") is not None:
@@ -217,8 +292,11 @@ def compress(saes: list[SAE], candidates: dict[str, list[str]] | None = None) ->
             defaults[key] = _escape(values[0]) if key in TEXT_FIELDS else values[0]
     used = set().union(*(template_names(t) for t in templates.values())) if templates else set()
     columns = [
-        k for k in keys
-        if k not in templates and k not in defaults and (k in field_keys or k in used)
+        k
+        for k in keys
+        if k not in templates
+        and k not in defaults
+        and (k in field_keys or k in used)
         and any(sae.get(k) is not None for sae in saes)
     ]
     # Template-only variables that are constant still need a value: keep them as columns.
@@ -255,10 +333,14 @@ def _factor(saes: list[SAE], columns: list[str]) -> tuple[dict[str, list[Any]], 
         for axes_names in itertools.combinations(columns, r):
             rest = [c for c in columns if c not in axes_names]
             axes = {a: list(dict.fromkeys(sae.get(a) for sae in saes)) for a in axes_names}
+            if len(saes) % math.prod(len(v) for v in axes.values()):
+                continue  # cannot be rows x product
             full = set(itertools.product(*axes.values()))
             seen: dict[tuple[Any, ...], list[tuple[Any, ...]]] = {}
             for sae in saes:
-                seen.setdefault(tuple(sae.get(c) for c in rest), []).append(tuple(sae.get(a) for a in axes_names))
+                seen.setdefault(tuple(sae.get(c) for c in rest), []).append(
+                    tuple(sae.get(a) for a in axes_names)
+                )
             if all(len(v) == len(full) and set(v) == full for v in seen.values()):
                 cost = len(seen) * len(rest) + sum(len(v) for v in axes.values())
                 if cost < best_cost or (cost == best_cost and not rest):  # a pure product reads best
@@ -266,11 +348,23 @@ def _factor(saes: list[SAE], columns: list[str]) -> tuple[dict[str, list[Any]], 
     return best
 
 
-def release(name: str, *, model: str, fmt: str, groups: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+def release(
+    name: str, *, model: str, fmt: str, groups: list[dict[str, Any]], **fields: Any
+) -> dict[str, Any]:
     """Assemble a release mapping in the data-file order of keys, dropping empty optional fields."""
     out: dict[str, Any] = {"name": name}
-    for key in ("repo_id", "model", "saelens_model", "format", "supported", "in_saelens", "links",
-                "notes", "config_overrides", "extra"):
+    for key in (
+        "repo_id",
+        "model",
+        "saelens_model",
+        "format",
+        "supported",
+        "in_saelens",
+        "links",
+        "notes",
+        "config_overrides",
+        "extra",
+    ):
         value = {"model": model, "format": fmt}.get(key, fields.get(key))
         if value not in (None, {}, "") and not (key == "supported" and value is True):
             out[key] = value
@@ -355,7 +449,11 @@ def gemma_scope(sl: dict[str, Any]) -> list[dict[str, Any]]:
         def build(raw: dict[str, Any], hf_model: str = hf_model, kind: str = kind) -> SAE:
             m = re.fullmatch(r"(?:layer_(\d+)|embedding)/width_(\w+)/average_l0_(\d+)", str(raw["path"]))
             assert m, raw
-            layer, width, l0 = (int(m.group(1)) if m.group(1) else None), GEMMA_WIDTHS[m.group(2)], int(m.group(3))
+            layer, width, l0 = (
+                (int(m.group(1)) if m.group(1) else None),
+                GEMMA_WIDTHS[m.group(2)],
+                int(m.group(3)),
+            )
             if layer is None:
                 fields = hook_fields(hf_model, "hook_embed")
             elif kind == "transcoders":
@@ -369,21 +467,35 @@ def gemma_scope(sl: dict[str, Any]) -> list[dict[str, Any]]:
         np_kind = {"transcoders": "transcoder"}.get(kind, kind)
         notes = None
         if kind == "res" and "canonical" not in name and not name.startswith("gemma-scope-27b"):
-            notes = ("Embedding SAEs read the unscaled output of `embed_tokens` (TransformerLens's "
-                     "`hook_embed` includes Gemma's sqrt(d_model) factor; SAELens rescales the weights).")
+            notes = (
+                "Embedding SAEs read the unscaled output of `embed_tokens` (TransformerLens's "
+                "`hook_embed` includes Gemma's sqrt(d_model) factor; SAELens rescales the weights)."
+            )
         if kind == "transcoders":
-            notes = ("Input is the MLP's normalised input; whether the RMSNorm gain is included is not "
-                     "published, so no HF input module is given.")
-        out.append(saelens_release(
-            name, entry, build, model=hf_model, notes=notes,
-            candidates={
-                "id": [base, "embedding/width_{width:k}/average_l0_{l0}", "layer_{layer}/width_{width:k}/canonical"],
-                "path": ["{id}", base],
-                "neuronpedia": [f"{entry['model']}/{{layer}}-gemmascope-{np_kind}-{{width:k}}"],
-            },
-            split=lambda s: s["site"],
-            links={"publication": GEMMA_SCOPE_PAPER},
-        ))
+            notes = (
+                "Input is the MLP's normalised input; whether the RMSNorm gain is included is not "
+                "published, so no HF input module is given."
+            )
+        out.append(
+            saelens_release(
+                name,
+                entry,
+                build,
+                model=hf_model,
+                notes=notes,
+                candidates={
+                    "id": [
+                        base,
+                        "embedding/width_{width:k}/average_l0_{l0}",
+                        "layer_{layer}/width_{width:k}/canonical",
+                    ],
+                    "path": ["{id}", base],
+                    "neuronpedia": [f"{entry['model']}/{{layer}}-gemmascope-{np_kind}-{{width:k}}"],
+                },
+                split=lambda s: s["site"],
+                links={"publication": GEMMA_SCOPE_PAPER},
+            )
+        )
     return out
 
 
@@ -396,33 +508,51 @@ def gemma_scope_2(sl: dict[str, Any]) -> list[dict[str, Any]]:
         model = entry["model"]
 
         def build(raw: dict[str, Any], model: str = model) -> SAE:
-            m = re.fullmatch(r"(\w+)/layer_(\d+)_width_(\w+)_l0_(small|medium|big)((?:_affine)?(?:_seed_\d+)?)", str(raw["path"]))
+            m = re.fullmatch(
+                r"(\w+)/layer_(\d+)_width_(\w+)_l0_(small|medium|big)((?:_affine)?(?:_seed_\d+)?)",
+                str(raw["path"]),
+            )
             assert m, raw
             folder, layer, width = m.group(1).removesuffix("_all"), int(m.group(2)), GEMMA_WIDTHS[m.group(3)]
             if folder == "transcoder":
-                fields = transcoder_fields(model, layer, f"model.layers.{layer}.pre_feedforward_layernorm.output")
+                fields = transcoder_fields(
+                    model, layer, f"model.layers.{layer}.pre_feedforward_layernorm.output"
+                )
             else:
-                suffix = {"resid_post": "hook_resid_post", "mlp_out": "hook_mlp_out", "attn_out": "attn.hook_z"}[folder]
+                suffix = {
+                    "resid_post": "hook_resid_post",
+                    "mlp_out": "hook_mlp_out",
+                    "attn_out": "attn.hook_z",
+                }[folder]
                 fields = hook_fields(model, f"blocks.{layer}.{suffix}")
             return {**fields, "width": width, "l0": raw.get("l0"), "size": m.group(4), "variant": m.group(5)}
 
         folder = entry["saes"][0]["path"].split("/")[0]
         base = "layer_{layer}_width_{width:k}_l0_{size}{variant}"
-        out.append(saelens_release(
-            name, entry, build,
-            candidates={"id": [base, f"{folder}/{base}"], "path": ["{id}", f"{folder}/{{id}}"]},
-            links={"publication": "https://huggingface.co/google/gemma-scope-2"},
-            notes="Transcoders read `pre_feedforward_layernorm.output` (with the RMSNorm gain)."
-            if folder.startswith("transcoder") else None,
-        ))
+        out.append(
+            saelens_release(
+                name,
+                entry,
+                build,
+                candidates={"id": [base, f"{folder}/{base}"], "path": ["{id}", f"{folder}/{{id}}"]},
+                links={"publication": "https://huggingface.co/google/gemma-scope-2"},
+                notes="Transcoders read `pre_feedforward_layernorm.output` (with the RMSNorm gain)."
+                if folder.startswith("transcoder")
+                else None,
+            )
+        )
     return out
 
 
 def llama_scope(sl: dict[str, Any]) -> list[dict[str, Any]]:
     """All 256 Llama Scope SAEs (8 repos x 32 layers) from the pattern, plus R1-Distill from SAELens."""
     model = "meta-llama/Llama-3.1-8B"
-    positions = {"R": ("r", "res", "hook_resid_post"), "A": ("a", "att", "hook_attn_out"),
-                 "M": ("m", "mlp", "hook_mlp_out"), "TC": ("tc", "transcoder", None)}
+    positions = {
+        "R": ("r", "res", "hook_resid_post"),
+        "A": ("a", "att", "hook_attn_out"),
+        "M": ("m", "mlp", "hook_mlp_out"),
+        "TC": ("tc", "transcoder", None),
+    }
     out = []
     for letter, (short, kind, suffix) in positions.items():
         for factor, width in ((8, 32768), (32, 131072)):
@@ -430,53 +560,88 @@ def llama_scope(sl: dict[str, Any]) -> list[dict[str, Any]]:
             listed = {s["id"]: s for s in sl.get(name, {}).get("saes", [])}
             saes = []
             for layer in range(32):
-                fields = (transcoder_fields(model, layer, None) if suffix is None
-                          else hook_fields(model, f"blocks.{layer}.{suffix}"))
+                fields = (
+                    transcoder_fields(model, layer, None)
+                    if suffix is None
+                    else hook_fields(model, f"blocks.{layer}.{suffix}")
+                )
                 sae_id = f"l{layer}{short}_{factor}x"
-                sae = {"id": sae_id, "path": f"Llama3_1-8B-Base-L{layer}{letter}-{factor}x", **fields, "width": width}
+                sae = {
+                    "id": sae_id,
+                    "path": f"Llama3_1-8B-Base-L{layer}{letter}-{factor}x",
+                    **fields,
+                    "width": width,
+                }
                 if sae_id in listed:
                     sae["l0"] = listed[sae_id].get("l0")
                     sae["neuronpedia"] = listed[sae_id].get("neuronpedia")
                 saes.append(sae)
-            group = compress(saes, {
-                "id": [f"l{{layer}}{short}_{factor}x"],
-                "path": [f"Llama3_1-8B-Base-L{{layer}}{letter}-{factor}x"],
-                "hook": [f"blocks.{{layer}}.{suffix or 'ln2.hook_normalized'}"],
-                "hook_out": ["blocks.{layer}.hook_mlp_out"],
-                "hf_hook": ["model.layers.{layer}.output", "model.layers.{layer}.self_attn.o_proj.output",
-                            "model.layers.{layer}.mlp.output"],
-                "hf_hook_out": ["model.layers.{layer}.mlp.output"],
-                "neuronpedia": [f"llama3.1-8b/{{layer}}-llamascope-{kind}-{{width:k}}"],
-            })
-            out.append(release(
-                name, repo_id=f"fnlp/Llama3_1-8B-Base-LX{letter}-{factor}x", model=model,
-                saelens_model=sl[name]["model"] if name in sl else None, fmt="llama-scope",
-                in_saelens=name in sl,
-                links={"model": model_link(model), "publication": LLAMA_SCOPE_PAPER},
-                notes=("Dataset-wise norms and the JumpReLU threshold are read from each SAE's "
-                       "hyperparams.json; no registry override is needed.") + (
-                    " Transcoder input is TransformerLens `ln2.hook_normalized` (RMSNorm without its gain),"
-                    " which no HF module outputs." if suffix is None else ""),
-                groups=[group],
-            ))
+            group = compress(
+                saes,
+                {
+                    "id": [f"l{{layer}}{short}_{factor}x"],
+                    "path": [f"Llama3_1-8B-Base-L{{layer}}{letter}-{factor}x"],
+                    "hook": [f"blocks.{{layer}}.{suffix or 'ln2.hook_normalized'}"],
+                    "hook_out": ["blocks.{layer}.hook_mlp_out"],
+                    "hf_hook": [
+                        "model.layers.{layer}.output",
+                        "model.layers.{layer}.self_attn.o_proj.output",
+                        "model.layers.{layer}.mlp.output",
+                    ],
+                    "hf_hook_out": ["model.layers.{layer}.mlp.output"],
+                    "neuronpedia": [f"llama3.1-8b/{{layer}}-llamascope-{kind}-{{width:k}}"],
+                },
+            )
+            out.append(
+                release(
+                    name,
+                    repo_id=f"fnlp/Llama3_1-8B-Base-LX{letter}-{factor}x",
+                    model=model,
+                    saelens_model=sl[name]["model"] if name in sl else None,
+                    fmt="llama-scope",
+                    in_saelens=name in sl,
+                    links={"model": model_link(model), "publication": LLAMA_SCOPE_PAPER},
+                    notes=(
+                        "Dataset-wise norms and the JumpReLU threshold are read from each SAE's "
+                        "hyperparams.json; no registry override is needed."
+                    )
+                    + (
+                        " Transcoder input is TransformerLens `ln2.hook_normalized` (RMSNorm without its gain),"
+                        " which no HF module outputs."
+                        if suffix is None
+                        else ""
+                    ),
+                    groups=[group],
+                )
+            )
     entry = sl["llama_scope_r1_distill"]
 
     def build_r1(raw: dict[str, Any]) -> SAE:
         layer = int(re.search(r"/L(\d+)R$", raw["path"]).group(1))  # type: ignore[union-attr]
-        return {**hook_fields(model, f"blocks.{layer}.hook_resid_post"), "width": 32768,
-                "run": raw["path"].split("/")[0]}
+        return {
+            **hook_fields(model, f"blocks.{layer}.hook_resid_post"),
+            "width": 32768,
+            "run": raw["path"].split("/")[0],
+        }
 
-    out.append(saelens_release(
-        "llama_scope_r1_distill", entry, build_r1,
-        candidates={"path": ["{run}/L{layer}R"], "hf_hook": ["model.layers.{layer}.output"],
-                    "hook": ["blocks.{layer}.hook_resid_post"]},
-        links={"publication": "https://huggingface.co/fnlp/Llama-Scope-R1-Distill"},
-        notes="The dataset norm is not in the files: input_scale/output_scale carry SAELens's norm_scaling_factor.",
-    ))
+    out.append(
+        saelens_release(
+            "llama_scope_r1_distill",
+            entry,
+            build_r1,
+            candidates={
+                "path": ["{run}/L{layer}R"],
+                "hf_hook": ["model.layers.{layer}.output"],
+                "hook": ["blocks.{layer}.hook_resid_post"],
+            },
+            links={"publication": "https://huggingface.co/fnlp/Llama-Scope-R1-Distill"},
+            notes="The dataset norm is not in the files: input_scale/output_scale carry SAELens's norm_scaling_factor.",
+        )
+    )
     return out
 
 
-def openai(sl: dict[str, Any]) -> list[dict[str, Any]]:
+def openai(_sl: dict[str, Any]) -> list[dict[str, Any]]:
     """OpenAI's original GPT-2 small `.pt` files (v1, v4, v5) by URL, one release per version x location."""
     model = "openai-community/gpt2"
     out = []
@@ -487,17 +652,32 @@ def openai(sl: dict[str, Any]) -> list[dict[str, Any]]:
             fields = hook_fields(model, f"blocks.0.{hook_suffix}")
             hf = HOOKS[hook_suffix][1]["gpt2"]
             defaults = {
-                "id": f"blocks.{{layer}}.{hook_suffix}", "path": path, "url": OPENAI_BASE + path,
-                "site": fields["site"], "hook": f"blocks.{{layer}}.{hook_suffix}",
-                "hf_hook": hf.replace("{L}", "{layer}") if hf else None, "width": width, "l0": l0,
+                "id": f"blocks.{{layer}}.{hook_suffix}",
+                "path": path,
+                "url": OPENAI_BASE + path,
+                "site": fields["site"],
+                "hook": f"blocks.{{layer}}.{hook_suffix}",
+                "hf_hook": hf.replace("{L}", "{layer}") if hf else None,
+                "width": width,
+                "l0": l0,
             }
-            out.append(release(
-                f"openai-gpt2-small-{version}-{location.replace('_', '-')}", model=model,
-                saelens_model="gpt2-small", fmt="openai", links={"model": model_link(model), "publication": OPENAI_PAPER},
-                notes="Trained on TransformerLens activations with center_writing_weights=False, context 64.",
-                groups=[{"defaults": {k: v for k, v in defaults.items() if v is not None},
-                         "product": {"layer": "0..11"}}],
-            ))
+            out.append(
+                release(
+                    f"openai-gpt2-small-{version}-{location.replace('_', '-')}",
+                    model=model,
+                    saelens_model="gpt2-small",
+                    fmt="openai",
+                    links={"model": model_link(model), "publication": OPENAI_PAPER},
+                    notes="Inputs are TransformerLens GPT-2 activations with center_writing_weights=False"
+                    + (" from 64-token prompts." if l0 else "."),
+                    groups=[
+                        {
+                            "defaults": {k: v for k, v in defaults.items() if v is not None},
+                            "product": {"layer": "0..11"},
+                        }
+                    ],
+                )
+            )
     return out
 
 
@@ -505,15 +685,24 @@ def _native_build(model: str, width: int | None, l0: float | None = None) -> Cal
     def build(raw: dict[str, Any]) -> SAE:
         m = re.fullmatch(r"(blocks\.\d+\.hook_[a-z_]+?)(?:_(\d+))?", raw["id"])
         assert m, raw
-        return {**hook_fields(model, m.group(1)), "width": int(m.group(2)) if m.group(2) else width,
-                "l0": raw.get("l0", l0)}
+        return {
+            **hook_fields(model, m.group(1)),
+            "width": int(m.group(2)) if m.group(2) else width,
+            "l0": raw.get("l0", l0),
+        }
+
     return build
 
 
 SAELENS_WIDTHS = {  # facts from repo / folder names and READMEs; None where unpublished
-    "gpt2-small-res-jb": 24576, "gpt2-small-mlp-tm": 24576, "gpt2-small-res-jb-feature-splitting": None,
-    "gemma-2b-res-jb": 16384, "gemma-2b-it-res-jb": 16384, "gemma-2-2b-res-matryoshka-dc": 32768,
-    "gemma-2-2b-res-snap-matryoshka-dc": 32768, "gemma-2-9b-res-matryoshka-dc": 32768,
+    "gpt2-small-res-jb": 24576,
+    "gpt2-small-mlp-tm": 24576,
+    "gpt2-small-res-jb-feature-splitting": None,
+    "gemma-2b-res-jb": 16384,
+    "gemma-2b-it-res-jb": 16384,
+    "gemma-2-2b-res-matryoshka-dc": 32768,
+    "gemma-2-2b-res-snap-matryoshka-dc": 32768,
+    "gemma-2-9b-res-matryoshka-dc": 32768,
     "gemma-3-1b-res-matryoshka-dc": 32768,
 }
 
@@ -528,18 +717,38 @@ def saelens_native(sl: dict[str, Any]) -> list[dict[str, Any]]:
         v5 = re.search(r"-v5-(32k|128k)$", name)
         width = (32768 if v5.group(1) == "32k" else 131072) if v5 else SAELENS_WIDTHS.get(name)
         tag = v5.group(1) if v5 else ""
-        out.append(saelens_release(
-            name, entry, _native_build(model, width, 32.0 if v5 else None), model=model,
-            candidates={
-                "id": ["blocks.{layer}.hook_resid_post", "blocks.{layer}.hook_resid_mid",
-                       "blocks.{layer}.hook_mlp_out", "blocks.{layer}.hook_attn_out", "blocks.{layer}.hook_resid_pre"],
-                "path": ["{id}", f"v5_{tag}_layer_{{layer}}", f"v5_{tag}_layer_{{layer}}.pt", "standard/{id}", "snap/{id}"],
-                "hook": ["{id}"],
-                "hf_hook": [h.replace("{L}", "{layer}") for _, hf in HOOKS.values() for h in hf.values() if h],
-                "neuronpedia": [f"gpt2-small/{{layer}}-{k}_{tag}-oai" for k in ("res_post", "res_mid", "mlp", "att")],
-            },
-            links={"publication": OPENAI_PAPER} if v5 else None,
-        ))
+        out.append(
+            saelens_release(
+                name,
+                entry,
+                _native_build(model, width, 32.0 if v5 else None),
+                model=model,
+                candidates={
+                    "id": [
+                        "blocks.{layer}.hook_resid_post",
+                        "blocks.{layer}.hook_resid_mid",
+                        "blocks.{layer}.hook_mlp_out",
+                        "blocks.{layer}.hook_attn_out",
+                        "blocks.{layer}.hook_resid_pre",
+                    ],
+                    "path": [
+                        "{id}",
+                        f"v5_{tag}_layer_{{layer}}",
+                        f"v5_{tag}_layer_{{layer}}.pt",
+                        "standard/{id}",
+                        "snap/{id}",
+                    ],
+                    "hook": ["{id}"],
+                    "hf_hook": [
+                        h.replace("{L}", "{layer}") for _, hf in HOOKS.values() for h in hf.values() if h
+                    ],
+                    "neuronpedia": [
+                        f"gpt2-small/{{layer}}-{k}_{tag}-oai" for k in ("res_post", "res_mid", "mlp", "att")
+                    ],
+                },
+                links={"publication": OPENAI_PAPER} if v5 else None,
+            )
+        )
     return out
 
 
@@ -562,10 +771,18 @@ def dictionary_learning(sl: dict[str, Any]) -> list[dict[str, Any]]:
                 width = 131072
             return {**hook_fields(model, f"blocks.{layer}.hook_resid_post"), "width": width}
 
-        out.append(saelens_release(name, entry, build, model=model, candidates={
-            "hook": ["blocks.{layer}.hook_resid_post"],
-            "hf_hook": ["model.layers.{layer}.output", "gpt_neox.layers.{layer}.output"],
-        }))
+        out.append(
+            saelens_release(
+                name,
+                entry,
+                build,
+                model=model,
+                candidates={
+                    "hook": ["blocks.{layer}.hook_resid_post"],
+                    "hf_hook": ["model.layers.{layer}.output", "gpt_neox.layers.{layer}.output"],
+                },
+            )
+        )
     return out
 
 
@@ -578,7 +795,11 @@ def goodfire(sl: dict[str, Any]) -> list[dict[str, Any]]:
 
             def build(raw: dict[str, Any], model: str = model) -> SAE:
                 layer = int(raw["id"].removeprefix("layer_"))
-                return {**hook_fields(model, f"blocks.{layer}.hook_resid_post"), "width": 65536, "l0": raw.get("l0")}
+                return {
+                    **hook_fields(model, f"blocks.{layer}.hook_resid_post"),
+                    "width": 65536,
+                    "l0": raw.get("l0"),
+                }
 
             out.append(saelens_release(name, entry, build, notes="Trained on LMSYS-Chat-1M activations."))
     return out
@@ -586,24 +807,36 @@ def goodfire(sl: dict[str, Any]) -> list[dict[str, Any]]:
 
 SPARSIFY_RELEASES = {  # release -> (repo, model, width, hookpoints)
     "eleutherai-sae-pythia-70m-32k": (
-        "EleutherAI/sae-pythia-70m-32k", "EleutherAI/pythia-70m", 32768,
+        "EleutherAI/sae-pythia-70m-32k",
+        "EleutherAI/pythia-70m",
+        32768,
         [f"layers.{i}{s}" for i in range(6) for s in (".attention", ".mlp", "")],
     ),
     "eleutherai-sae-pythia-70m-deduped-32k": (
-        "EleutherAI/sae-pythia-70m-deduped-32k", "EleutherAI/pythia-70m-deduped", 32768,
+        "EleutherAI/sae-pythia-70m-deduped-32k",
+        "EleutherAI/pythia-70m-deduped",
+        32768,
         [f"layers.{i}{s}" for i in range(6) for s in (".attention", ".mlp", "")],
     ),
     "eleutherai-sae-llama-3-8b-32x": (
-        "EleutherAI/sae-llama-3-8b-32x", "meta-llama/Meta-Llama-3-8B", 131072, [f"layers.{i}" for i in range(32)],
+        "EleutherAI/sae-llama-3-8b-32x",
+        "meta-llama/Meta-Llama-3-8B",
+        131072,
+        [f"layers.{i}" for i in range(32)],
     ),
     "eleutherai-sae-llama-3-8b-32x-v2": (
-        "EleutherAI/sae-llama-3-8b-32x-v2", "meta-llama/Meta-Llama-3-8B", 131072,
-        ["embed_tokens", *[f"layers.{i}" for i in (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 24, 25, 27, 29)]],
+        "EleutherAI/sae-llama-3-8b-32x-v2",
+        "meta-llama/Meta-Llama-3-8B",
+        131072,
+        [
+            "embed_tokens",
+            *[f"layers.{i}" for i in (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 24, 25, 27, 29)],
+        ],
     ),
 }
 
 
-def sparsify(sl: dict[str, Any]) -> list[dict[str, Any]]:
+def sparsify(_sl: dict[str, Any]) -> list[dict[str, Any]]:
     """EleutherAI sparsify releases: one folder per hookpoint (HF module path under `base_model`)."""
     out = []
     for name, (repo, model, width, hookpoints) in SPARSIFY_RELEASES.items():
@@ -613,15 +846,26 @@ def sparsify(sl: dict[str, Any]) -> list[dict[str, Any]]:
             if m is None:
                 fields = hook_fields(model, "hook_embed")
             else:
-                suffix = {None: "hook_resid_post", ".attention": "hook_attn_out", ".mlp": "hook_mlp_out"}[m.group(2)]
+                suffix = {None: "hook_resid_post", ".attention": "hook_attn_out", ".mlp": "hook_mlp_out"}[
+                    m.group(2)
+                ]
                 fields = hook_fields(model, f"blocks.{m.group(1)}.{suffix}")
                 prefix = "gpt_neox." if arch_of(model) == "neox" else "model."
                 fields["hf_hook"] = f"{prefix}{hp}.output"  # sparsify hooks the module's output
             saes.append({"id": hp, "path": hp, **fields, "width": width})
-        out.append(release(
-            name, repo_id=repo, model=model, fmt="sparsify", links={"model": model_link(model)},
-            groups=[compress(saes, {"path": ["{id}"]})],
-        ))
+        out.append(
+            release(
+                name,
+                repo_id=repo,
+                model=model,
+                fmt="sparsify",
+                links={"model": model_link(model)},
+                groups=[
+                    compress([x for x in saes if x["site"] == site], {"path": ["{id}"]})
+                    for site in dict.fromkeys(x["site"] for x in saes)
+                ],
+            )
+        )
     return out
 
 
@@ -638,16 +882,30 @@ def unsupported(sl: dict[str, Any]) -> list[dict[str, Any]]:
             hook = raw["id"] if raw["id"].startswith("blocks.") else None
             layer = int(re.search(r"(\d+)", raw["id"]).group(1))  # type: ignore[union-attr]
             if conversion in {"mwhanna_transcoder", "mntss_clt_layer_transcoder"}:
-                return {**transcoder_fields(model, layer, None), "hook": f"blocks.{layer}.mlp.hook_in",
-                        "site": "clt" if conversion.startswith("mntss") else "transcoder", "l0": raw.get("l0")}
+                return {
+                    **transcoder_fields(model, layer, None),
+                    "hook": f"blocks.{layer}.mlp.hook_in",
+                    "site": "clt" if conversion.startswith("mntss") else "transcoder",
+                    "l0": raw.get("l0"),
+                }
             if hook == f"blocks.{layer}.hook_z":  # connor_rob: attention z, all heads concatenated
                 return {**hook_fields(model, f"blocks.{layer}.attn.hook_z"), "l0": raw.get("l0")}
             return {**hook_fields(model, hook or f"blocks.{layer}.hook_resid_post"), "l0": raw.get("l0")}
 
-        out.append(saelens_release(name, entry, build, model=model, candidates={
-            "id": ["layer{layer}", "layer_{layer}"], "path": ["{id}", "{layer}", "layer{layer}.sae.pt", "layer_{layer}.safetensors"],
-            "hf_hook": ["model.layers.{layer}.output"], "hook": ["blocks.{layer}.hook_resid_post"],
-        }))
+        out.append(
+            saelens_release(
+                name,
+                entry,
+                build,
+                model=model,
+                candidates={
+                    "id": ["layer{layer}", "layer_{layer}"],
+                    "path": ["{id}", "{layer}", "layer{layer}.sae.pt", "layer_{layer}.safetensors"],
+                    "hf_hook": ["model.layers.{layer}.output"],
+                    "hook": ["blocks.{layer}.hook_resid_post"],
+                },
+            )
+        )
     return out
 
 
@@ -691,10 +949,17 @@ def _share_tables(releases: list[dict[str, Any]]) -> None:
 
 def render(family: str, releases: list[dict[str, Any]], source: str) -> str:
     _share_tables(releases)
-    header = (f"# Generated by converters/build_registry.py from {source} and its pattern rules.\n"
-              "# Do not edit by hand: change the script and run it again.\n")
-    body = yaml.dump({"schema_version": 1, "family": family, "releases": releases}, Dumper=_Dumper,
-                     sort_keys=False, width=140, allow_unicode=True)
+    header = (
+        f"# Generated by converters/build_registry.py from {source} and its pattern rules.\n"
+        "# Do not edit by hand: change the script and run it again.\n"
+    )
+    body = yaml.dump(
+        {"schema_version": 1, "family": family, "releases": releases},
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=140,
+        allow_unicode=True,
+    )
     return header + body
 
 

@@ -1,8 +1,9 @@
 """Mirror an upstream SAE release into one native-format Hub repo, with a card per SAE and per release.
 
 Only the public API is used: each SAE is loaded with `SAE.from_pretrained(RELEASE, SAE_ID)` (so every
-format conversion is the library's own), written with `save_pretrained` into `<sae_id>/`, and the whole
-folder goes up with `HfApi.upload_folder` as one commit. The mirror then loads by repo id:
+format conversion is the library's own), written with `save_pretrained` into `<sae_id>/` with its card
+(`sae_hub.cards`, plus a Source section), and the whole folder goes up with `HfApi.upload_folder` as one
+commit. The mirror then loads by repo id:
 `SAE.from_pretrained("ORG/NAME", SAE_ID)`.
 
     python converters/mirror_release.py gemma-scope-2b-pt-res --to-repo me/gemma-scope-2b-pt-res-native --limit 4
@@ -17,73 +18,38 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi, ModelCard
 
-from sae_hub import registry
-from sae_hub import SAE
+from sae_hub import SAE, cards, registry
 
 
-def sae_card(sae: SAE) -> ModelCard:
-    """A card for one mirrored SAE: where it reads, its shape, and where it came from."""
-    cfg, prov = sae.cfg, sae.cfg.provenance
-    data = ModelCardData(
-        library_name="sae_hub",
-        base_model=prov.model,
-        tags=["sparse-autoencoder", "sae", "interpretability", cfg.architecture],
+def source_note(sae: SAE) -> str:
+    """The mirror's provenance, appended to each card: upstream release, repo or URL, commit, format."""
+    prov = sae.cfg.provenance
+    where = f"`{prov.repo_id}` at commit `{prov.revision}`" if prov.repo_id else f"<{prov.extra.get('url')}>"
+    return (
+        "\n## Source\n\n"
+        f"Mirrored from the `{prov.release}` release (SAE `{prov.sae_id}`): {where}, "
+        f"`{prov.source_format}` format, converted with `converters/mirror_release.py`.\n"
     )
-    rows = [
-        ("release", prov.release),
-        ("SAE id", prov.sae_id),
-        ("hook", prov.hook),
-        ("HF module", prov.hf_hook),
-        ("layer", prov.layer),
-        ("d_in / d_sae", f"{cfg.d_in} / {cfg.d_sae}"),
-        ("architecture", cfg.architecture + (f" (k={cfg.k})" if cfg.k else "")),
-        ("source", f"{prov.repo_id or prov.extra.get('url')} @ {prov.revision} ({prov.source_format})"),
-    ]
-    table = "\n".join(f"| {k} | {v} |" for k, v in rows if v is not None)
-    body = (
-        f"---\n{data.to_yaml()}\n---\n\n# {prov.release} / {prov.sae_id}\n\n"
-        "A sparse autoencoder mirrored in sae_hub's native format (`config.json` + `model.safetensors`).\n\n"
-        f"| field | value |\n|---|---|\n{table}\n"
-    )
-    return ModelCard(body)
 
 
-def release_card(release: str, repo_id: str, saes: list[SAE]) -> ModelCard:
-    """The repo's card: what the release is and the list of mirrored SAEs with a loading snippet."""
-    first = saes[0].cfg.provenance
-    data = ModelCardData(
-        library_name="sae_hub",
-        base_model=first.model,
-        tags=["sparse-autoencoder", "sae", "interpretability"],
-    )
-    lines = "\n".join(
-        f"| `{s.cfg.provenance.sae_id}` | {s.cfg.provenance.hook} | {s.cfg.d_sae} | {s.cfg.architecture} |"
-        for s in saes
-    )
-    body = (
-        f"---\n{data.to_yaml()}\n---\n\n# {release} (sae_hub native mirror)\n\n"
-        f"{len(saes)} SAE(s) of the `{release}` release, converted from `{first.repo_id or 'the upstream URLs'}` "
-        f"at {first.revision or 'its published files'} ({first.source_format} format).\n\n"
-        f"| SAE id | hook | width | architecture |\n|---|---|---|---|\n{lines}\n\n"
-        "```python\nfrom sae_hub import SAE\n"
-        f'sae = SAE.from_pretrained("{repo_id}", "{first.sae_id}")\n```\n'
-    )
-    return ModelCard(body)
-
-
-def build_mirror(release: str, sae_ids: Sequence[str], folder: Path, repo_id: str) -> list[SAE]:
+def build_mirror(release: str, sae_ids: Sequence[str], folder: Path, repo_id: str) -> dict[str, SAE]:
     """Load each SAE and write it natively with its card into `folder/<sae_id>/`; write the release card."""
-    saes = []
+    saes: dict[str, SAE] = {}
     for sae_id in sae_ids:
         sae = SAE.from_pretrained(release, sae_id)
         target = folder / sae_id
         sae.save_pretrained(target)
-        sae_card(sae).save(target / "README.md")
-        saes.append(sae)
+        card = cards.sae_card(sae, repo_id, sae_id=sae_id)
+        ModelCard(str(card) + source_note(sae)).save(target / "README.md")
+        saes[sae_id] = sae
         print(f"converted {release} / {sae_id}")
-    release_card(release, repo_id, saes).save(folder / "README.md")
+    first = next(iter(saes.values()))
+    card = cards.release_card(saes, repo_id)
+    ModelCard(str(card) + source_note(first).replace(f" (SAE `{first.cfg.provenance.sae_id}`)", "")).save(
+        folder / "README.md"
+    )
     return saes
 
 

@@ -95,12 +95,15 @@ class _PassState:
     mask: Tensor | None = None
 
 
-def _past_length(past: Any) -> int:
-    if past is None:
-        return 0
+def _past_length(kwargs: dict[str, Any], new_tokens: int) -> int:
+    """Tokens already in the KV cache (`cache=` in transformers 5.x, `past_key_values=` in 4.x)."""
+    past = kwargs.get("cache", kwargs.get("past_key_values"))
     if hasattr(past, "get_seq_length"):
         return int(past.get_seq_length())
-    return int(past[0][0].shape[-2])  # legacy tuple cache
+    if isinstance(past, tuple | list) and past:
+        return int(past[0][0].shape[-2])  # legacy tuple cache
+    mask = kwargs.get("attention_mask")
+    return max(int(mask.shape[-1]) - new_tokens, 0) if isinstance(mask, Tensor) and mask.ndim == 2 else 0
 
 
 def _special_ids(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None) -> list[int]:
@@ -209,7 +212,7 @@ class Steering:
             if shape is None:
                 state.mask = None
                 return
-            past = _past_length(kwargs.get("past_key_values"))
+            past = _past_length(kwargs, shape[1])
             if past == 0:
                 prev = state.prev_ids
                 continues = (

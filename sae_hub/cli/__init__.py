@@ -16,7 +16,7 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("download", "fetch one SAE into the HF cache (and convert it once) for offline use"),
     "list": ("list", "list registry releases (release, repo, model, format, number of SAEs)"),
-    "convert": ("convert", "rewrite an SAE in another format: native, saelens, sparsify, gemma-scope, dictionary-learning"),
+    "convert": ("convert", "rewrite an SAE in another on-disk format (native, saelens, sparsify, gemma-scope, ...)"),
     "info": ("info", "show a release's SAEs, or one SAE's config and tensor shapes without downloading weights"),
     "demo": ("demo", "serve the Space locally: inspect and steer SAE features in the browser"),
     "train": ("train", "train SAEs from a YAML/JSON config (accelerate launch -m sae_hub.train for several processes)"),

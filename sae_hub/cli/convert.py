@@ -11,7 +11,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-WRITABLE = ("native", "saelens", "sparsify", "gemma-scope", "dictionary-learning")
+# every format with a writer (kept literal so building the parser does not import torch)
+WRITABLE = (
+    "native",
+    "saelens",
+    "sparsify",
+    "gemma-scope",
+    "gemma-scope-2",
+    "dictionary-learning",
+    "openai",
+    "goodfire",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,12 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="HF model id or SAELens model name (e.g. google/gemma-2-2b)")
-    parser.add_argument("--site", default=None, help="only SAEs at this site (res, mlp, att, transcoder, ...)")
+    parser.add_argument(
+        "--model", default=None, help="HF model id or SAELens model name (e.g. google/gemma-2-2b)"
+    )
+    parser.add_argument(
+        "--site", default=None, help="only SAEs at this site (res, mlp, att, transcoder, ...)"
+    )
     parser.add_argument("--layer", type=int, default=None, help="only SAEs reading this layer")
 
 
@@ -22,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
             count = sum(
                 1
                 for sae in rel.saes.values()
-                if (args.site is None or sae.site == args.site) and (args.layer is None or sae.layer == args.layer)
+                if (args.site is None or sae.site == args.site)
+                and (args.layer is None or sae.layer == args.layer)
             )
         if count:
             fmt = rel.format if rel.supported else f"{rel.format} (not loadable yet)"

@@ -76,6 +76,9 @@ def read(folder: str | Path, *, format: str | None = None) -> tuple[SAEConfig, d
     files = [p.name for p in listed.iterdir()] if listed is not None else []
     adapter = get_adapter(format) if format else detect(files, path=str(folder))
     cfg, tensors = adapter.read(folder)
+    # transposed views (nn.Linear layouts) become contiguous: one memory layout, one matmul kernel,
+    # the same float results whichever format the SAE came from
+    tensors = {name: t.contiguous() for name, t in tensors.items()}
     if cfg.provenance.source_format is None:
         cfg = cfg.with_provenance(source_format=adapter.NAME)
     return cfg, tensors, adapter.NAME

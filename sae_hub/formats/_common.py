@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_hub._io import atomic_path
 from sae_hub.config import SAEConfig
 from sae_hub.errors import ConfigError, FormatError
 
@@ -176,7 +177,7 @@ def uniform_value(t: Tensor) -> float | None:
     return float(first) if bool((t == first).all()) else None
 
 
-def check_finite_dims(path: Path, **dims: Any) -> None:
+def check_dims(path: Path, **dims: Any) -> None:
     """Raise ConfigError naming `path` when a dimension field is not a positive int."""
     for key, value in dims.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -185,7 +186,6 @@ def check_finite_dims(path: Path, **dims: Any) -> None:
 
 def save_torch_state(state: Mapping[str, Any], path: Path) -> None:
     """`torch.save` a plain state dict atomically; each tensor gets its own compact storage."""
-    from sae_hub._io import atomic_path
 
     def own(value: Any) -> Any:  # torch.save writes whole storages, so a view would drag its base along
         if isinstance(value, Tensor):

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from sae_hub._io import write_json_atomic
-from sae_hub.config import Provenance, SAEConfig
+from sae_hub.config import Architecture, Provenance, SAEConfig
 from sae_hub.errors import ConfigError, FormatError
 from sae_hub.formats._common import (
     get_field,
@@ -97,7 +97,7 @@ def _gated(get: Getter) -> dict[str, Tensor]:
 
 
 # dict_class -> (canonical architecture, pre-bias, tensor mapping)
-_CLASSES: dict[str, tuple[str, bool, Callable[[Getter], dict[str, Tensor]]]] = {
+_CLASSES: dict[str, tuple[Architecture, bool, Callable[[Getter], dict[str, Tensor]]]] = {
     "AutoEncoder": ("relu", True, lambda g: _linear_sae(g, "bias")),
     "AutoEncoderNew": ("relu", False, lambda g: _linear_sae(g, "decoder.bias")),
     "GatedAutoEncoder": ("gated", True, _gated),
@@ -199,7 +199,7 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     cfg = SAEConfig(
         d_in=d_in,
         d_sae=d_sae,
-        architecture=arch,  # type: ignore[arg-type]
+        architecture=arch,
         k=k,
         relu_before_topk=arch == "topk",
         apply_b_dec_to_input=pre_bias,

@@ -15,6 +15,7 @@ import re
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,18 +53,20 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise FormatError(f"not a readable .npz archive ({exc})", path=str(path)) from exc
 
 
-def _path_facts(folder: Path) -> dict[str, object]:
-    facts: dict[str, object] = {}
+def _path_facts(folder: Path) -> tuple[int | None, dict[str, Any]]:
+    """Return (layer, other facts) parsed from `layer_{L}/width_{W}/average_l0_{N}` path parts."""
+    layer: int | None = None
+    facts: dict[str, Any] = {}
     for part in folder.parts:
         if m := re.fullmatch(r"layer_(\d+)", part):
-            facts["layer"] = int(m.group(1))
+            layer = int(m.group(1))
         elif m := re.fullmatch(r"width_(\w+)", part):
             facts["width"] = m.group(1)
         elif m := re.fullmatch(r"average_l0_(\d+)", part):
             facts["average_l0"] = int(m.group(1))
         elif part == "embedding":
             facts["embedding"] = True
-    return facts
+    return layer, facts
 
 
 def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
@@ -83,15 +86,14 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     d_in, d_sae = tensors["W_enc"].shape if tensors["W_enc"].ndim == 2 else (0, 0)
     if tensors["W_dec"].ndim != 2 or d_in == 0:
         raise FormatError("W_enc and W_dec must be matrices", path=str(path), key="W_enc")
-    facts = _path_facts(folder.parent if folder.suffix == ".npz" else folder)
-    layer = facts.pop("layer", None)
+    layer, facts = _path_facts(folder.parent if folder.suffix == ".npz" else folder)
     cfg = SAEConfig(
         d_in=int(d_in),
         d_sae=int(d_sae),
         d_out=int(tensors["W_dec"].shape[1]),
         architecture="jumprelu",
         dtype=tensors["W_enc"].dtype,
-        provenance=Provenance(layer=layer, source_format=NAME, extra=facts),  # type: ignore[arg-type]
+        provenance=Provenance(layer=layer, source_format=NAME, extra=facts),
     )
     return cfg, tensors
 

@@ -8,13 +8,13 @@ scalar `jump_relu_threshold`, `norm_activation` (`dataset-wise`) with
 `dataset_average_activation_norm {in, out}`, `sparsity_include_decoder_norm` and
 `apply_decoder_bias_to_pre_encoder` (false). lm_saes loads it by folding the dataset norm
 (`s = sqrt(d_model) / norm`) into the parameters, then moving every latent to a unit-norm decoder
-column, then applying JumpReLU with the scalar threshold. The reader does that faithfully (per-latent
-factors in float64) and returns float32 canonical weights on raw activations, with `n_i = ||decoder[:, i]||`:
-`W_enc[:, i] = E[i]·n_i·s_in/s_out`, `b_enc[i] = bias[i]·n_i/s_out`, `W_dec[i] = D[:, i]/n_i`,
-`b_dec = decoder.bias/s_out`, `threshold[i] = jump_relu_threshold` (without
-`sparsity_include_decoder_norm` only the dataset norm is folded: `b_enc = bias/s_in`,
-`W_dec = Dᵀ·s_in/s_out`). The format is read-only: its
-weights live in a training space that a canonical SAE does not carry.
+column, then applying JumpReLU with the scalar threshold. The reader does the same (per-latent
+factors in float64) and returns float32 canonical weights on raw activations; with
+`n_i = ||decoder[:, i]||`: `W_enc[:, i] = E[i]·n_i·s_in/s_out`, `b_enc[i] = bias[i]·n_i/s_out`,
+`W_dec[i] = D[:, i]/n_i`, `b_dec = decoder.bias/s_out`, `threshold[i] = jump_relu_threshold`
+(without `sparsity_include_decoder_norm` only the dataset norm is folded: `b_enc = bias/s_in`,
+`W_dec = Dᵀ·s_in/s_out`). Read-only: the files live in a training space that a canonical SAE
+does not carry.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch import Tensor
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import ConfigError, FormatError
 from sae_hub.formats._common import (
-    check_finite_dims,
+    check_dims,
     get_field,
     layer_of,
     load_json,
@@ -94,7 +94,7 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
         )
     d_model = get_field(raw, "d_model", int, cfg_path)
     d_sae = get_field(raw, "d_sae", int, cfg_path)
-    check_finite_dims(cfg_path, d_model=d_model, d_sae=d_sae)
+    check_dims(cfg_path, d_model=d_model, d_sae=d_sae)
     theta = get_field(raw, "jump_relu_threshold", (int, float), cfg_path)
     s_in, s_out = _norm_scales(raw, d_model, cfg_path)
 

@@ -22,7 +22,7 @@ from torch import Tensor
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import ConfigError, FormatError
 from sae_hub.formats._common import (
-    check_finite_dims,
+    check_dims,
     get_field,
     layer_of,
     load_json,
@@ -61,7 +61,7 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
         if raw.get(flag, False):
             raise ConfigError(f"{cfg_path}: {flag}=true is not an R1 Distill release setting", field=flag)
     d_model = get_field(raw, "d_model", int, cfg_path)
-    check_finite_dims(cfg_path, d_model=d_model)
+    check_dims(cfg_path, d_model=d_model)
     state = read_safetensors(weights_path)
     enc_w = tensor(state, "encoder.weight", weights_path, ndim=2)
     dec_w = tensor(state, "decoder.weight", weights_path, ndim=2)

@@ -13,6 +13,7 @@ b_enc → activation → @ W_dec + b_dec → norm_out`; top-k with `rescale_acts
 expected_average_only_in` needs a dataset factor that is not in the files: the registry supplies it
 (as `input_scale`/`output_scale`); the reader records the need in `provenance.extra`. The optional
 `sparsity.safetensors` (log10 feature density, a training statistic) is not read or downloaded.
+Tensors keep the dtype stored in the file (the `dtype` field is informative).
 Writing produces a v6 `cfg.json` that `sae-lens` 6.x loads with `SAE.load_from_disk`; BatchTopK is
 exported the SAELens way, as JumpReLU with its constant threshold.
 """
@@ -28,7 +29,7 @@ from typing import Any
 from torch import Tensor
 
 from sae_hub._io import write_json_atomic
-from sae_hub.config import Provenance, SAEConfig
+from sae_hub.config import Architecture, Normalization, Provenance, SAEConfig
 from sae_hub.errors import ConfigError, FormatError
 from sae_hub.formats._common import get_field, layer_of, load_json, names_of, prefix, prepared, refuse
 from sae_hub.formats._safetensors import read_safetensors, write_safetensors
@@ -42,7 +43,7 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 WRITTEN_SAELENS_VERSION = "6.0.0"
 
 # SAELens architecture -> (canonical architecture, is transcoder, has skip connection)
-_ARCHS: dict[str, tuple[str, bool, bool]] = {
+_ARCHS: dict[str, tuple[Architecture, bool, bool]] = {
     "standard": ("relu", False, False),
     "topk": ("topk", False, False),
     "abstopk": ("abstopk", False, False),
@@ -109,7 +110,7 @@ def _architecture(raw: dict[str, Any], path: Path) -> tuple[str, int | None]:
     return arch, k
 
 
-def _normalization(raw: dict[str, Any], path: Path) -> tuple[str, bool]:
+def _normalization(raw: dict[str, Any], path: Path) -> tuple[Normalization, bool]:
     """Return (canonical normalization, needs a dataset-wise scale from the registry)."""
     value = raw.get("normalize_activations")
     if isinstance(value, bool):  # <= v3: True meant the expected-average scaling
@@ -192,7 +193,8 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     dtype = state["W_enc"].dtype
     tensors = {n: t if t.dtype == dtype else t.to(dtype) for n, t in state.items() if n in _TENSOR_NAMES}
     d_in = get_field(raw, "d_in", int, cfg_path)
-    d_sae = raw.get("d_sae") or int(tensors["W_enc"].shape[-1])
+    # <= v3 configs may give only expansion_factor; the weights then say d_sae
+    d_sae = get_field(raw, "d_sae", int, cfg_path) if "d_sae" in raw else int(tensors["W_enc"].shape[-1])
     if tuple(tensors["W_enc"].shape) != (d_in, d_sae):
         raise FormatError(
             f"W_enc has shape {tuple(tensors['W_enc'].shape)} but {cfg_path.name} says d_in={d_in}, d_sae={d_sae}",
@@ -209,10 +211,10 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
         d_in=d_in,
         d_sae=d_sae,
         d_out=d_out,
-        architecture=canonical,  # type: ignore[arg-type]
+        architecture=canonical,
         k=k if canonical in ("topk", "abstopk") else None,
         apply_b_dec_to_input=bool(raw.get("apply_b_dec_to_input", True)) and not transcoder,
-        normalization=normalization,  # type: ignore[arg-type]
+        normalization=normalization,
         skip_connection=skip,
         dtype=dtype,
         provenance=_provenance(raw, meta, needs_scale),

@@ -81,7 +81,9 @@ TEXT_FIELDS = frozenset(k for k, t in SAE_FIELDS.items() if t == (str,))
 REQUIRED_FIELDS = ("id", "site", "hook")
 
 OVERRIDE_FIELDS: frozenset[str] = frozenset(
-    f.name for f in dataclasses.fields(SAEConfig) if f.name not in {"d_in", "d_sae", "d_out", "dtype", "provenance"}
+    f.name
+    for f in dataclasses.fields(SAEConfig)
+    if f.name not in {"d_in", "d_sae", "d_out", "dtype", "provenance"}
 )
 """SAEConfig fields a registry entry may override (facts the files lack, e.g. a dataset norm scale)."""
 
@@ -244,7 +246,9 @@ def _group_size(source: str, where: str, group: Any) -> int:
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise _fail(source, where, "columns", f"must be a list of names, got {columns!r}")
     if set(columns) & set(product):
-        raise _fail(source, where, "columns", f"{sorted(set(columns) & set(product))} are both columns and product")
+        raise _fail(
+            source, where, "columns", f"{sorted(set(columns) & set(product))} are both columns and product"
+        )
     if not isinstance(rows, list):
         raise _fail(source, where, "rows", f"must be a list of rows, got {rows!r}")
     for row in rows:
@@ -284,11 +288,18 @@ def parse_release(raw: Any, *, family: str, source: str) -> Release:
         raise _fail(source, where, "supported", "`supported` and `in_saelens` must be booleans")
     if supported and raw["format"] not in FORMATS:
         raise _fail(
-            source, where, "format", f"unknown format {raw['format']!r}; expected one of {list(FORMATS)} "
-            "(or mark the release `supported: false`)"
+            source,
+            where,
+            "format",
+            f"unknown format {raw['format']!r}; expected one of {list(FORMATS)} "
+            "(or mark the release `supported: false`)",
         )
     links = raw.get("links") or {}
-    if not isinstance(links, Mapping) or set(links) - LINK_KINDS or not all(isinstance(v, str) for v in links.values()):
+    if (
+        not isinstance(links, Mapping)
+        or set(links) - LINK_KINDS
+        or not all(isinstance(v, str) for v in links.values())
+    ):
         raise _fail(source, where, "links", f"must map {sorted(LINK_KINDS)} to URLs, got {links!r}")
     defaults = raw.get("defaults") or {}
     _check_defaults(source, where, defaults)
@@ -327,7 +338,9 @@ def _check_defaults(source: str, where: str, defaults: Any) -> None:
             _check_override(source, where, key, value)
         elif key not in SAE_FIELDS:
             raise _fail(
-                source, where, key,
+                source,
+                where,
+                key,
                 f"unknown default; expected an SAE field {sorted(SAE_FIELDS)} or an SAEConfig override",
             )
 
@@ -343,12 +356,14 @@ def _expand_group(release: Release, gi: int, group: Mapping[str, Any]) -> Iterat
     rows: list[list[Any]] = [list(row) for row in group.get("rows", [[]])]
     for name, values in (group.get("product") or {}).items():
         axis = _product_values(release.source, where, name, values)
-        rows = [row + [value] for row in rows for value in axis]
+        rows = [[*row, value] for row in rows for value in axis]
     templates = {k: v for k, v in defaults.items() if k in TEXT_FIELDS and isinstance(v, str)}
     used = set().union(*(template_names(t) for t in templates.values())) if templates else set()
     unused = [n for n in names if n not in SAE_FIELDS and n not in OVERRIDE_FIELDS and n not in used]
     if unused:
-        raise release.error(f"variable {unused[0]!r} is neither an SAE field nor used by a template", field=unused[0])
+        raise release.error(
+            f"variable {unused[0]!r} is neither an SAE field nor used by a template", field=unused[0]
+        )
     for row in rows:
         ctx = {k: v for k, v in defaults.items() if k not in templates}
         ctx.update(zip(names, row, strict=True))
@@ -359,7 +374,9 @@ def _expand_group(release: Release, gi: int, group: Mapping[str, Any]) -> Iterat
             try:
                 ctx[key] = _FORMATTER.format(templates[key], **ctx)
             except (KeyError, ValueError, IndexError) as exc:
-                raise release.error(f"template {templates[key]!r} cannot be filled: {exc}", field=key) from None
+                raise release.error(
+                    f"template {templates[key]!r} cannot be filled: {exc}", field=key
+                ) from None
         yield ctx
 
 
@@ -371,13 +388,19 @@ def _build_sae(release: Release, ctx: dict[str, Any]) -> ResolvedSAE:
     for key, types in SAE_FIELDS.items():
         value = ctx.get(key)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
-            raise release.error(f"must be {' or '.join(t.__name__ for t in types)}, got {value!r}", field=key, sae_id=sae_id)
+            raise release.error(
+                f"must be {' or '.join(t.__name__ for t in types)}, got {value!r}", field=key, sae_id=sae_id
+            )
     if (ctx.get("path") is None) or (ctx.get("url") is None) == (release.repo_id is None):
-        raise release.error("needs a `path`, and a `url` exactly when the release has no repo_id", field="path", sae_id=sae_id)
+        raise release.error(
+            "needs a `path`, and a `url` exactly when the release has no repo_id", field="path", sae_id=sae_id
+        )
     if ctx.get("url") is not None and not ctx["url"].startswith("https://"):
         raise release.error(f"must be an https:// URL, got {ctx['url']!r}", field="url", sae_id=sae_id)
     if ctx["site"] not in SITES:
-        raise release.error(f"unknown site {ctx['site']!r}; expected one of {list(SITES)}", field="site", sae_id=sae_id)
+        raise release.error(
+            f"unknown site {ctx['site']!r}; expected one of {list(SITES)}", field="site", sae_id=sae_id
+        )
     for key in ("layer", "width"):
         if ctx.get(key) is not None and ctx[key] < 0:
             raise release.error(f"must be >= 0, got {ctx[key]}", field=key, sae_id=sae_id)

@@ -47,7 +47,7 @@ def project_decoder_grad(member: TrainingSAE) -> None:
     """Remove the gradient component parallel to each (unit) decoder row, so steps keep the norm."""
     w, g = member.sae.W_dec, member.sae.W_dec.grad
     if g is not None:
-        g -= (g * w).sum(-1, keepdim=True) * w
+        g -= (g * w).sum(-1, keepdim=True) / (w * w).sum(-1, keepdim=True).clamp_min(1e-30) * w
 
 
 @torch.no_grad()

@@ -132,7 +132,8 @@ class TrainingSAE(nn.Module):
             return self._batchtopk(x, x_c, pre, dead)
         if self.arch == "jumprelu":
             f = _JumpReLU.apply(pre, sae.threshold, self.bandwidth)
-            recon = _sparse.decode_mostly_zero(f, sae.W_dec) + sae.b_dec
+            # dense decode: the threshold's estimator needs dL/df at inactive latents inside the window too
+            recon = f @ sae.W_dec + sae.b_dec
             l0 = _Step.apply(pre, sae.threshold, self.bandwidth).sum(-1).mean()
             penalty = (l0 / self.target_l0 - 1).pow(2) if self.target_l0 is not None else l0
             mse = _sum_sq(x - recon)

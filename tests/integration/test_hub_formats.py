@@ -36,12 +36,12 @@ RELEASES: dict[str, tuple[str, dict]] = {
 
 
 def release_for(fmt: str) -> tuple[str, list[str], dict]:
-    """The case's release (or the first supported one of that format) and two of its SAE ids."""
+    """The case's release (or the first supported one of that format) and up to three of its SAE ids."""
     name, options = RELEASES[fmt]
     if not registry.is_release(name):
         name = next(r.name for r in registry.list_releases() if r.format == fmt and r.supported)
     ids = registry.get_release(name).sae_ids
-    return name, ids[:2], options
+    return name, ids[:3], options
 
 
 def publish(hub_server, make_repo, raw: RawSAE, resolved) -> None:
@@ -73,24 +73,26 @@ def downloaded(hub_server) -> set[str]:
 
 @pytest.mark.parametrize("fmt", sorted(BUILDERS))
 def test_registry_release_loads_only_its_files(fmt, hub_server, make_repo, tmp_path):
-    release, (sae_id, sibling), options = release_for(fmt)
-    resolved, decoy = registry.resolve(release, sae_id), registry.resolve(release, sibling)
-    builder = BUILDERS[fmt]
+    release, ids, options = release_for(fmt)
+    sae_id, builder = ids[0], BUILDERS[fmt]
+    resolved = registry.resolve(release, sae_id)
     raw = builder(tmp_path / "repo", resolved.path, seed=1, **options)
-    publish(hub_server, make_repo, builder(tmp_path / "decoy", decoy.path, seed=2, **options), decoy)
+    for sibling in ids[1:2]:  # a decoy SAE of the same release, never to be downloaded
+        decoy = registry.resolve(release, sibling)
+        publish(hub_server, make_repo, builder(tmp_path / "decoy", decoy.path, seed=2, **options), decoy)
     publish(hub_server, make_repo, raw, resolved)
     hub_server.clear_log()
     sae = SAE.from_pretrained(release, sae_id)
-    if resolved.repo_id is not None:
-        assert downloaded(hub_server) == set(raw.files)
+    if resolved.repo_id is not None:  # SAELens's sparsity.safetensors is not needed to load
+        assert downloaded(hub_server) == {f for f in raw.files if not f.endswith("sparsity.safetensors")}
     else:
         assert downloaded(hub_server) == {
             "/openai/" + resolved.url[len(OPENAI_PUBLIC_BASE_URL) :].lstrip("/")
         }
     local = local_sae(raw, fmt, dict(resolved.config_overrides))
     x = inputs(sae.cfg.d_in).float()
-    torch.testing.assert_close(sae(x), local(x), rtol=0, atol=0)
-    torch.testing.assert_close(sae.encode(x), local.encode(x), rtol=0, atol=0)
+    torch.testing.assert_close(sae(x), local(x), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(sae.encode(x), local.encode(x), rtol=1e-6, atol=1e-6)
     prov = sae.cfg.provenance
     assert (prov.release, prov.sae_id, prov.repo_id, prov.hook, prov.model, prov.layer) == (
         release,
@@ -114,14 +116,15 @@ def test_repo_id_load_detects_the_format(fmt, make_repo, tmp_path):
     assert sae.cfg.provenance.revision == sha
     local = local_sae(raw, fmt, {})
     x = inputs(sae.cfg.d_in).float()
-    torch.testing.assert_close(sae(x), local(x), rtol=0, atol=0)
+    torch.testing.assert_close(sae(x), local(x), rtol=1e-6, atol=1e-6)
 
 
 # ---- float64 references of three formats' own math, on the raw tensors ---------------------------
 
 
 def _load_raw(fmt: str, hub_server, make_repo, tmp_path: Path, **options) -> tuple[SAE, RawSAE]:
-    release, (sae_id, _), defaults = release_for(fmt)
+    release, ids, defaults = release_for(fmt)
+    sae_id = ids[-1]  # an SAE no other test serves (URL downloads are cached as immutable)
     resolved = registry.resolve(release, sae_id)
     raw = BUILDERS[fmt](tmp_path, resolved.path, seed=4, **{**defaults, **options})
     publish(hub_server, make_repo, raw, resolved)
@@ -163,7 +166,7 @@ def test_openai_v5_equals_float64_reference(hub_server, make_repo, tmp_path):
 def test_foreign_format_is_converted_once_per_commit(hub_server, make_repo, tmp_path):
     from sae_hub import constants
 
-    release, (sae_id, _), _ = release_for("gemma-scope")
+    release, (sae_id, *_), _ = release_for("gemma-scope")
     resolved = registry.resolve(release, sae_id)
     old = BUILDERS["gemma-scope"](tmp_path / "old", resolved.path, seed=5)
     publish(hub_server, make_repo, old, resolved)
@@ -210,10 +213,10 @@ def test_unknown_release_and_sae_id_suggest_close_names():
 
 
 def test_registry_files_missing_from_repo_name_repo_revision_path(make_repo, hub_server, tmp_path):
-    release, (_, sae_id), _ = release_for("saelens")
+    release, (_, sae_id, *_), _ = release_for("saelens")
     resolved = registry.resolve(release, sae_id)
     make_repo(resolved.repo_id, {"unrelated.txt": b"x"})
-    head = hub_server.head(resolved.repo_id)
+    head = hub_server.commit(resolved.repo_id, {}, deletions=(f"{resolved.path}/",))
     with pytest.raises(SaeFilesMissingError) as info:
         SAE.from_pretrained(release, sae_id)
     message = str(info.value)
@@ -223,7 +226,7 @@ def test_registry_files_missing_from_repo_name_repo_revision_path(make_repo, hub
 
 
 def test_corrupt_npz_is_refused_naming_the_file(make_repo, tmp_path):
-    release, (sae_id, _), _ = release_for("gemma-scope")
+    release, (sae_id, *_), _ = release_for("gemma-scope")
     resolved = registry.resolve(release, sae_id)
     make_repo(resolved.repo_id, {f"{resolved.path}/params.npz": b"PK\x03\x04 not really a zip"})
     with pytest.raises(FormatError, match=r"params\.npz"):
@@ -231,7 +234,7 @@ def test_corrupt_npz_is_refused_naming_the_file(make_repo, tmp_path):
 
 
 def test_pt_with_arbitrary_objects_is_refused(hub_server, tmp_path):
-    release, (sae_id, _), _ = release_for("openai")
+    release, (sae_id, *_), _ = release_for("openai")
     resolved = registry.resolve(release, sae_id)
     evil = tmp_path / "evil.pt"
     torch.save({"encoder.weight": torch.zeros(2, 2), "payload": Path("/etc/passwd")}, evil)

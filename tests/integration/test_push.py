@@ -78,7 +78,7 @@ def test_push_sae_is_one_commit_with_card_and_loads_back(hub_server):
     assert 'SAE.from_pretrained("tester/one-sae")' in body
     assert "`blocks.6.hook_resid_post`" in body and "| d_in | 16 |" in body and "| width (d_sae) | 64 |" in body
     assert "| L0 (mean active latents per token) | 31.5 |" in body and "0.123" in body
-    theta = sae.threshold
+    theta = sae.threshold.detach()
     assert f"{float(theta.min()):.4g} / " in body  # k/threshold row
     assert "total_tokens: 40960" in body  # the training config
     again = SAE.from_pretrained("tester/one-sae")

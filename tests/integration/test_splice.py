@@ -6,13 +6,21 @@ from functools import cache
 
 import pytest
 import torch
-from fixtures.tiny_models import FAMILIES, HIDDEN, byte_tokenizer, tiny_model
+from fixtures.tiny_models import (  # noqa: F401  (single_thread is a fixture)
+    FAMILIES,
+    HIDDEN,
+    byte_tokenizer,
+    single_thread,
+    tiny_model,
+)
 from torch import nn
 
 from sae_hub import SAE, SAEConfig, splice
 from sae_hub.errors import HookPointError
 from sae_hub.hooks import capture_activations, hook_names, resolve_hook
 from sae_hub.splice import attach, detach
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @cache
@@ -39,7 +47,12 @@ def identity_sae(d: int) -> SAE:
     eye = torch.eye(d)
     return SAE.from_tensors(
         SAEConfig(d_in=d, d_sae=2 * d),
-        {"W_enc": torch.cat([eye, -eye], 1), "b_enc": torch.zeros(2 * d), "W_dec": torch.cat([eye, -eye], 0), "b_dec": torch.zeros(d)},
+        {
+            "W_enc": torch.cat([eye, -eye], 1),
+            "b_enc": torch.zeros(2 * d),
+            "W_dec": torch.cat([eye, -eye], 0),
+            "b_dec": torch.zeros(d),
+        },
     )
 
 
@@ -70,7 +83,9 @@ def test_replace_mode_writes_the_reconstruction(family):
     sae = random_sae(HIDDEN)
     x = capture_activations(model, [name], batch()["input_ids"], batch()["attention_mask"])[name]
     with splice(model, {name: sae}, error_term=False):
-        downstream = capture_activations(model, ["blocks.2.hook_resid_pre"], batch()["input_ids"], batch()["attention_mask"])
+        downstream = capture_activations(
+            model, ["blocks.2.hook_resid_pre"], batch()["input_ids"], batch()["attention_mask"]
+        )
         out = logits(model)
     # reference: the reconstruction from the weights in float64
     f = torch.relu(x.double() @ sae.W_enc.double() + sae.b_enc.double())
@@ -129,7 +144,10 @@ def test_width_mismatch_names_both_widths():
 
 def test_a_width_only_known_at_run_time_is_checked_then():
     model = model_of("llama")
-    with splice(model, random_sae(HIDDEN), hook="model.layers.0.mlp.act_fn"), pytest.raises(HookPointError, match="width 64"):
+    with (
+        splice(model, random_sae(HIDDEN), hook="model.layers.0.mlp.act_fn"),
+        pytest.raises(HookPointError, match="width 64"),
+    ):
         logits(model)
 
 
@@ -146,9 +164,14 @@ def test_transcoder_replaces_its_output_hook():
         assert torch.equal(logits(model), clean)
     x_in = capture_activations(model, names[:1], batch()["input_ids"], batch()["attention_mask"])[names[0]]
     with splice(model, tc, error_term=False):
-        acts = capture_activations(model, names, batch()["input_ids"], batch()["attention_mask"], stop_early=False)
+        acts = capture_activations(
+            model, names, batch()["input_ids"], batch()["attention_mask"], stop_early=False
+        )
     assert set(run.features) == {names[0]}
-    pred = torch.relu(x_in.double() @ tc.W_enc.double() + tc.b_enc.double()) @ tc.W_dec.double() + tc.b_dec.double()
+    pred = (
+        torch.relu(x_in.double() @ tc.W_enc.double() + tc.b_enc.double()) @ tc.W_dec.double()
+        + tc.b_dec.double()
+    )
     torch.testing.assert_close(acts[names[1]].double(), pred, atol=1e-5, rtol=1e-5)
 
 
@@ -161,7 +184,9 @@ def test_generate_with_cache_sees_the_prompt_then_one_token_per_step(family):
     plain = model.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=0)
     shapes: list[tuple[int, ...]] = []
     with splice(model, random_sae(HIDDEN), hook=name) as run:
-        recorder = resolve_hook(model, name).register(lambda x: shapes.append(tuple(run.features[name].shape)))
+        recorder = resolve_hook(model, name).register(
+            lambda x: shapes.append(tuple(run.features[name].shape))
+        )
         try:
             spliced = model.generate(**inputs, max_new_tokens=4, do_sample=False, pad_token_id=0)
         finally:

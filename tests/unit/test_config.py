@@ -62,7 +62,9 @@ def test_dict_round_trip_is_exact_through_json() -> None:
         output_scale=0.5,
         skip_connection=True,
         dtype=torch.float16,
-        provenance=Provenance(model="google/gemma-2-2b", hook="blocks.3.hook_resid_post", layer=3, extra={"a": 1}),
+        provenance=Provenance(
+            model="google/gemma-2-2b", hook="blocks.3.hook_resid_post", layer=3, extra={"a": 1}
+        ),
     )
     data = json.loads(json.dumps(cfg.to_dict()))
     assert data["format_version"] == CONFIG_SCHEMA_VERSION

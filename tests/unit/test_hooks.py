@@ -7,7 +7,15 @@ from functools import cache
 
 import pytest
 import torch
-from fixtures.tiny_models import FAMILIES, HIDDEN, LAYERS, MLP, byte_tokenizer, tiny_model
+from fixtures.tiny_models import (  # noqa: F401  (single_thread is a fixture)
+    FAMILIES,
+    HIDDEN,
+    LAYERS,
+    MLP,
+    byte_tokenizer,
+    single_thread,
+    tiny_model,
+)
 from torch import nn
 
 from sae_hub.errors import HookPointError
@@ -23,6 +31,8 @@ TL_HOOKS = (
     "hook_mlp_out",
     "hook_resid_post",
 )
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @cache
@@ -134,7 +144,9 @@ def test_block_hooks_against_a_manual_forward(family, layer):
     eps = getattr(parts["ln2"], "eps", None) or getattr(parts["ln2"], "variance_epsilon", None)
     close(a["ln2.hook_normalized"], norm64(family, ln2_in, eps), tol=1e-4)
     if family == "neox":
-        close(a["hook_resid_post"], d64(a["hook_resid_pre"]) + d64(a["hook_attn_out"]) + d64(a["hook_mlp_out"]))
+        close(
+            a["hook_resid_post"], d64(a["hook_resid_pre"]) + d64(a["hook_attn_out"]) + d64(a["hook_mlp_out"])
+        )
     else:
         close(a["hook_resid_mid"], d64(a["hook_resid_pre"]) + d64(a["hook_attn_out"]))
         close(a["hook_resid_post"], d64(a["hook_resid_mid"]) + d64(a["hook_mlp_out"]))
@@ -187,7 +199,9 @@ HF_NAMES = {
 }
 
 
-@pytest.mark.parametrize(("family", "name", "canonical"), [(f, n, c) for f, m in HF_NAMES.items() for n, c in m.items()])
+@pytest.mark.parametrize(
+    ("family", "name", "canonical"), [(f, n, c) for f, m in HF_NAMES.items() for n, c in m.items()]
+)
 def test_module_paths_resolve_to_the_same_tensor_as_their_tl_name(family, name, canonical):
     model = model_of(family)
     point = resolve_hook(model, name)
@@ -217,7 +231,7 @@ def test_hf_paths_without_a_tl_name_still_resolve():
     ],
 )
 def test_wrong_names_list_the_valid_ones(name, needle):
-    with pytest.raises(HookPointError, match="does not resolve|out of range") as info:
+    with pytest.raises(HookPointError, match=r"does not resolve|out of range") as info:
         resolve_hook(model_of("llama"), name)
     assert needle in str(info.value)
 
@@ -236,7 +250,9 @@ def test_capture_stops_after_the_deepest_hook():
         model.lm_head.register_forward_hook(lambda *_: ran.append("lm_head")),
     ]
     try:
-        got = capture_activations(model, ["blocks.0.hook_mlp_out", "blocks.1.attn.hook_z"], batch()["input_ids"])
+        got = capture_activations(
+            model, ["blocks.0.hook_mlp_out", "blocks.1.attn.hook_z"], batch()["input_ids"]
+        )
         assert ran == []
         full = capture_activations(model, ["blocks.1.attn.hook_z"], batch()["input_ids"], stop_early=False)
         assert ran == ["layer2", "lm_head"]
@@ -282,7 +298,9 @@ def test_tuple_returning_layers_are_read_and_replaced_in_place():
     finally:
         handle.remove()
         observer.remove()
-    assert isinstance(seen[0], tuple) and seen[0][1] is None and torch.equal(seen[0][0], torch.zeros(2, 3, 4))
+    assert isinstance(seen[0], tuple)
+    assert seen[0][1] is None
+    assert torch.equal(seen[0][0], torch.zeros(2, 3, 4))
     torch.testing.assert_close(out, model.layers[1](torch.zeros(2, 3, 4))[0])
     pre = resolve_hook(model, "blocks.1.hook_resid_pre")  # input passed as hidden_states=
     handle = pre.register(lambda h: h + 1)

@@ -19,7 +19,10 @@ from sae_hub.formats import native
 
 ARCHS = [
     {"architecture": "relu", "apply_b_dec_to_input": True},
-    {"architecture": "jumprelu", "provenance": {"model": "google/gemma-2-2b", "hook": "blocks.20.hook_resid_post"}},
+    {
+        "architecture": "jumprelu",
+        "provenance": {"model": "google/gemma-2-2b", "hook": "blocks.20.hook_resid_post"},
+    },
     {"architecture": "topk", "k": 4, "normalization": "layer_norm"},
     {"architecture": "batchtopk", "batchtopk_mode": "topk", "k": 3},
     {"architecture": "gated"},
@@ -49,8 +52,10 @@ def test_round_trip_is_bit_exact(tmp_path: Path, dtype: torch.dtype, kw: dict) -
     for name, t in sae.state_tensors().items():
         got = loaded.state_tensors()[name]
         assert got.dtype == t.dtype
-        assert torch.equal(got.view(torch.int16 if t.element_size() == 2 else torch.int32),
-                           t.view(torch.int16 if t.element_size() == 2 else torch.int32)), name
+        assert torch.equal(
+            got.view(torch.int16 if t.element_size() == 2 else torch.int32),
+            t.view(torch.int16 if t.element_size() == 2 else torch.int32),
+        ), name
     x = torch.randn(3, 8)
     assert torch.equal(loaded(x), sae(x))
 
@@ -85,7 +90,9 @@ def test_overwrite_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
 
 def _write(folder: Path, cfg: SAEConfig, tensors: dict[str, torch.Tensor]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    safetensors.torch.save_file({n: t.contiguous() for n, t in tensors.items()}, str(folder / "model.safetensors"))
+    safetensors.torch.save_file(
+        {n: t.contiguous() for n, t in tensors.items()}, str(folder / "model.safetensors")
+    )
     (folder / "config.json").write_text(json.dumps(cfg.to_dict()))
     return folder
 
@@ -116,7 +123,7 @@ def test_non_finite_values_name_the_tensor(tmp_path: Path, bad: float) -> None:
     cfg = SAEConfig(d_in=8, d_sae=32, architecture="relu")
     tensors = _good_tensors(cfg)
     tensors["b_dec"][3] = bad
-    with pytest.raises(FormatError, match="b_dec.*NaN or Inf") as info:
+    with pytest.raises(FormatError, match=r"b_dec.*NaN or Inf") as info:
         SAE.from_pretrained(_write(tmp_path, cfg, tensors))
     assert info.value.key == "b_dec"
 
@@ -124,7 +131,7 @@ def test_non_finite_values_name_the_tensor(tmp_path: Path, bad: float) -> None:
 def test_integer_tensor_is_refused(tmp_path: Path) -> None:
     cfg = SAEConfig(d_in=8, d_sae=32, architecture="relu")
     tensors = {**_good_tensors(cfg), "b_enc": torch.ones(32, dtype=torch.int32)}
-    with pytest.raises(FormatError, match="b_enc.*int32.*floating-point"):
+    with pytest.raises(FormatError, match=r"b_enc.*int32.*floating-point"):
         SAE.from_pretrained(_write(tmp_path, cfg, tensors))
 
 

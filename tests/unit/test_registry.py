@@ -35,17 +35,20 @@ def test_every_release_expands_and_validates(releases):
         assert len(saes) == rel.n_saes > 0, rel.name
         assert rel.supported == (rel.format in FORMATS), rel.name
         for sae_id, sae in saes.items():
-            assert sae.sae_id == sae_id and sae.release == rel.name
+            assert sae.sae_id == sae_id
+            assert sae.release == rel.name
             assert sae.site in SITES
             assert sae.hook.startswith(("blocks.", "hook_embed")), (rel.name, sae_id, sae.hook)
             assert (sae.layer is None) == (sae.site == "embedding"), (rel.name, sae_id)
             if sae.layer is not None:
                 assert f"blocks.{sae.layer}." in sae.hook
                 assert sae.hf_hook is None or f".{sae.layer}." in sae.hf_hook
-            assert sae.path and not sae.path.startswith("/")
+            assert sae.path
+            assert not sae.path.startswith("/")
             assert (sae.repo_id is None) == (sae.url is not None)
             if sae.url is not None:
-                assert sae.url.startswith("https://") and sae.url.endswith(sae.path)
+                assert sae.url.startswith("https://")
+                assert sae.url.endswith(sae.path)
             assert sae.width is None or sae.width > 0
             assert (sae.hook_out is not None) == (sae.site in {"transcoder", "clt"}), (rel.name, sae_id)
 
@@ -96,15 +99,22 @@ GEMMA_SCOPE_1 = {  # release -> SAEs, equal to SAELens 6.54.12
 def test_gemma_scope_1_counts(releases):
     ours = {r.name: r.n_saes for r in releases if r.family == "gemma_scope"}
     assert ours == GEMMA_SCOPE_1
-    embedding = [s for s in registry.get_release("gemma-scope-2b-pt-res").saes.values() if s.site == "embedding"]
-    assert {s.sae_id for s in embedding} >= {"embedding/width_4k/average_l0_6", "embedding/width_4k/average_l0_44"}
+    embedding = [
+        s for s in registry.get_release("gemma-scope-2b-pt-res").saes.values() if s.site == "embedding"
+    ]
+    assert {s.sae_id for s in embedding} >= {
+        "embedding/width_4k/average_l0_6",
+        "embedding/width_4k/average_l0_44",
+    }
     assert all(s.hook == "hook_embed" and s.width == 4096 for s in embedding)
 
 
 def test_gemma_scope_2_counts(releases):
     assert _count(releases, lambda r: r.format == "gemma-scope-2") == (75, 8784)
     models = {r.repo_id for r in releases if r.format == "gemma-scope-2"}
-    assert models == {f"google/gemma-scope-2-{m}-{v}" for m in ("270m", "1b", "4b", "12b", "27b") for v in ("pt", "it")}
+    assert models == {
+        f"google/gemma-scope-2-{m}-{v}" for m in ("270m", "1b", "4b", "12b", "27b") for v in ("pt", "it")
+    }
 
 
 def test_llama_scope_has_all_256(releases):
@@ -125,15 +135,22 @@ def test_openai_original_files_and_mirrors(releases):
     mirrors = _count(releases, lambda r: (r.repo_id or "").startswith("jbloom/GPT2-Small-OAI-v5-"))
     assert mirrors == (8, 96)
     sae = registry.resolve("openai-gpt2-small-v5-32k-resid-post-mlp", "blocks.3.hook_resid_post")
-    assert sae.repo_id is None and sae.format == "openai" and sae.l0 == 32
+    assert sae.repo_id is None
+    assert sae.format == "openai"
+    assert sae.l0 == 32
     assert sae.url == f"{OPENAI}/resid_post_mlp_v5_32k/autoencoders/3.pt"
     v1 = registry.resolve("openai-gpt2-small-v1-mlp-post-act", "blocks.0.mlp.hook_post")
     assert (v1.url, v1.site, v1.width) == (f"{OPENAI}/mlp_post_act/autoencoders/0.pt", "mlp_act", 32768)
     assert registry.resolve("openai-gpt2-small-v4-resid-delta-mlp", "blocks.11.hook_mlp_out").url == (
         f"{OPENAI}/resid_delta_mlp_v4/autoencoders/11.pt"
     )
-    assert registry.resolve("gpt2-small-resid-post-v5-32k", "blocks.5.hook_resid_post").path == "v5_32k_layer_5.pt"
-    assert registry.resolve("gpt2-small-resid-mid-v5-128k", "blocks.5.hook_resid_mid").path == "v5_128k_layer_5"
+    assert (
+        registry.resolve("gpt2-small-resid-post-v5-32k", "blocks.5.hook_resid_post").path
+        == "v5_32k_layer_5.pt"
+    )
+    assert (
+        registry.resolve("gpt2-small-resid-mid-v5-128k", "blocks.5.hook_resid_mid").path == "v5_128k_layer_5"
+    )
 
 
 def test_other_families(releases):
@@ -141,10 +158,16 @@ def test_other_families(releases):
     assert _count(releases, lambda r: r.format == "goodfire") == (2, 2)
     assert _count(releases, lambda r: r.format == "sparsify")[0] >= 1
     pythia = registry.resolve("eleutherai-sae-pythia-70m-32k", "layers.3.mlp")
-    assert (pythia.repo_id, pythia.path, pythia.hook) == ("EleutherAI/sae-pythia-70m-32k", "layers.3.mlp", "blocks.3.hook_mlp_out")
+    assert (pythia.repo_id, pythia.path, pythia.hook) == (
+        "EleutherAI/sae-pythia-70m-32k",
+        "layers.3.mlp",
+        "blocks.3.hook_mlp_out",
+    )
     assert pythia.hf_hook == "gpt_neox.layers.3.mlp.output"
     native = registry.get_release("gpt2-small-res-jb")
-    assert native.format == "saelens" and native.n_saes == 13 and native.model == "openai-community/gpt2"
+    assert native.format == "saelens"
+    assert native.n_saes == 13
+    assert native.model == "openai-community/gpt2"
 
 
 # ---- lookups ----------------------------------------------------------------------------------
@@ -177,7 +200,8 @@ def test_single_sae_release_needs_no_id():
 
 def test_unsupported_format_is_listed_but_refused():
     rel = registry.get_release("qwen-scope-3-8b-base-w64k-l50")
-    assert not rel.supported and rel.format == "qwen-scope"
+    assert not rel.supported
+    assert rel.format == "qwen-scope"
     with pytest.raises(UnsupportedFormatError, match="qwen-scope"):
         registry.resolve("qwen-scope-3-8b-base-w64k-l50", "layer0")
     assert all(s.supported for s in registry.search(model="Qwen/Qwen3-8B-Base"))
@@ -190,11 +214,15 @@ def test_canonical_aliases_point_at_real_folders(releases):
         base = registry.get_release(rel.name.removesuffix("-canonical"))
         by_path = {s.path: s for s in base.saes.values()}
         for sae_id, sae in rel.saes.items():
-            assert sae_id.endswith("/canonical") and sae.repo_id == base.repo_id
+            assert sae_id.endswith("/canonical")
+            assert sae.repo_id == base.repo_id
             twin = by_path[sae.path]  # the alias resolves to a published folder of the same repo
             assert (twin.layer, twin.width, twin.hook, twin.l0) == (sae.layer, sae.width, sae.hook, sae.l0)
     sae = registry.resolve("gemma-scope-2b-pt-res-canonical", "layer_0/width_16k/canonical")
-    assert (sae.path, sae.neuronpedia) == ("layer_0/width_16k/average_l0_105", "gemma-2-2b/0-gemmascope-res-16k")
+    assert (sae.path, sae.neuronpedia) == (
+        "layer_0/width_16k/average_l0_105",
+        "gemma-2-2b/0-gemmascope-res-16k",
+    )
 
 
 def test_list_releases_by_model():
@@ -210,16 +238,19 @@ def test_search_orders_by_nearest_l0():
     found = registry.search(model="google/gemma-2-2b", site="res", layer=20, width=16384, l0=70)
     assert found[0].sae_id == "layer_20/width_16k/average_l0_71"
     gaps = [abs(s.l0 - 70) for s in found if s.l0 is not None]
-    assert gaps == sorted(gaps) and len(gaps) == len(found)
+    assert gaps == sorted(gaps)
+    assert len(gaps) == len(found)
     assert all((s.layer, s.width, s.site) == (20, 16384, "res") for s in found)
     every = registry.search(model="google/gemma-2-2b", layer=20, width=16384)
-    assert len(every) > len(found) and {s.site for s in every} >= {"res", "mlp", "att", "transcoder"}
+    assert len(every) > len(found)
+    assert {s.site for s in every} >= {"res", "mlp", "att", "transcoder"}
 
 
 def test_search_puts_unknown_l0_last():
     found = registry.search(model="meta-llama/Llama-3.1-8B", layer=3, l0=40)
     known = [s for s in found if s.l0 is not None]
-    assert found[: len(known)] == known and len(known) < len(found)
+    assert found[: len(known)] == known
+    assert len(known) < len(found)
 
 
 def test_resolved_sae_is_frozen():

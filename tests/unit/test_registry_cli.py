@@ -11,7 +11,11 @@ def test_list_by_model_prints_a_table(capsys):
     assert lines[0].split() == ["RELEASE", "REPO", "MODEL", "FORMAT", "SAES"]
     rows = {line.split()[0]: line.split() for line in lines[1:-1]}
     assert rows["llama_scope_lxtc_8x"] == [
-        "llama_scope_lxtc_8x", "fnlp/Llama3_1-8B-Base-LXTC-8x", "meta-llama/Llama-3.1-8B", "llama-scope", "32"
+        "llama_scope_lxtc_8x",
+        "fnlp/Llama3_1-8B-Base-LXTC-8x",
+        "meta-llama/Llama-3.1-8B",
+        "llama-scope",
+        "32",
     ]
     assert lines[-1] == f"{len(rows)} releases, {sum(int(r[-1]) for r in rows.values())} SAEs"
 
@@ -19,7 +23,8 @@ def test_list_by_model_prints_a_table(capsys):
 def test_list_filters_by_site_and_layer(capsys):
     assert main(["list", "--model", "google/gemma-2-2b", "--site", "transcoder", "--layer", "3"]) == 0
     out = capsys.readouterr().out
-    assert "gemma-scope-2b-pt-transcoders " in out and "gemma-scope-2b-pt-res " not in out
+    assert "gemma-scope-2b-pt-transcoders " in out
+    assert "gemma-scope-2b-pt-res " not in out
     assert out.splitlines()[-1].startswith("1 releases, 1 SAEs")
 
 

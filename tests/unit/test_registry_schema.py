@@ -49,11 +49,17 @@ def test_good_file_expands_rows_times_product():
     assert list(saes) == ["l0_16k_a", "l0_16k_b", "l3_16k_a", "l3_16k_b", "embed", "L0", "L1", "L2"]
     sae = saes["l3_16k_b"]
     assert (sae.path, sae.hook, sae.hf_hook, sae.layer, sae.l0) == (
-        "folder/l3_16k_b", "blocks.3.hook_resid_post", "model.layers.3.output", 3, 40.0
+        "folder/l3_16k_b",
+        "blocks.3.hook_resid_post",
+        "model.layers.3.output",
+        3,
+        40.0,
     )
     assert sae.config_overrides == {"input_scale": 2.0, "output_scale": 2.0}
-    assert saes["embed"].layer is None and saes["embed"].width == 1048576
-    assert saes["L2"].site == "mlp" and saes["L2"].width == 16384  # release defaults reach every group
+    assert saes["embed"].layer is None
+    assert saes["embed"].width == 1048576
+    assert saes["L2"].site == "mlp"
+    assert saes["L2"].width == 16384
 
 
 BAD = [
@@ -63,7 +69,11 @@ BAD = [
     ("  model: org/model\n", "", "model"),
     ("  format: saelens", "  formatt: saelens", "formatt"),
     ("config_overrides: {input_scale: 2.0, output_scale: 2.0}", "config_overrides: {scale: 2.0}", "scale"),
-    ("config_overrides: {input_scale: 2.0, output_scale: 2.0}", "config_overrides: {input_scale: -1}", "input_scale"),
+    (
+        "config_overrides: {input_scale: 2.0, output_scale: 2.0}",
+        "config_overrides: {input_scale: -1}",
+        "input_scale",
+    ),
     ("defaults: {site: res, width: 16384}", "defaults: {site: res, widht: 16384}", "widht"),
     ("rows: [[0, 12.5], [3, 40]]", "rows: [[0, 12.5], [3]]", "rows"),
     ("rows: [[0, 12.5], [3, 40]]", "rows: [[zero, 12.5], [3, 40]]", "layer"),
@@ -83,7 +93,8 @@ def test_bad_entry_names_file_release_and_field(old, new, field):
     with pytest.raises(ConfigError) as info:
         _release(GOOD.replace(old, new)).saes  # noqa: B018  (expansion validates the SAEs)
     message = str(info.value)
-    assert "demo.yaml" in message and repr(field) in message, message
+    assert "demo.yaml" in message, message
+    assert repr(field) in message, message
     assert info.value.field == field
 
 
@@ -96,5 +107,5 @@ def test_url_entries_must_be_https():
 
 
 def test_not_yaml_is_refused_with_the_file_name():
-    with pytest.raises(ConfigError, match="demo.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"demo\.yaml: not valid YAML"):
         parse_file("releases: [unclosed", source="demo.yaml")

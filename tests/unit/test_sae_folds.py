@@ -16,7 +16,7 @@ def _sae(**cfg_kw) -> SAE:
     sae = SAE(cfg)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
-        for name, p in sae.named_parameters():
+        for p in sae.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
         sae.W_dec.mul_(torch.rand(D_SAE, 1, generator=gen) * 3 + 0.2)  # far from unit norm
         if hasattr(sae, "threshold"):
