@@ -306,14 +306,45 @@ def compress(saes: list[SAE], candidates: dict[str, list[str]] | None = None) ->
     product, columns = _factor(saes, columns)
     if columns:
         group["columns"] = columns
-        group["rows"] = list(dict.fromkeys(tuple(sae.get(c) for c in columns) for sae in saes))
-        group["rows"] = [list(row) for row in group["rows"]]
+        group["rows"] = _fold(list(dict.fromkeys(tuple(sae.get(c) for c in columns) for sae in saes)))
     if product or not columns:
         group["product"] = {k: _range_or_list(v) for k, v in product.items()}
     if not product and not columns:
         group.pop("product")
         group["columns"], group["rows"] = [], [[]]
     return group
+
+
+def _nodes(rows: list[list[Any]]) -> int:
+    return sum(1 + sum(1 + len(c) if isinstance(c, list) else 1 for c in row) for row in rows)
+
+
+def _fold(rows: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """Merge rows that differ in one column into one row with a list cell, while that makes them smaller."""
+
+    def key(cells: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(tuple(c) if isinstance(c, list) else c for c in cells)
+
+    best = [list(row) for row in rows]
+    while best:
+        current = best
+        for i in range(len(current[0])):
+            if any(isinstance(row[i], list) for row in current):
+                continue
+            merged: dict[tuple[Any, ...], tuple[tuple[Any, ...], list[Any]]] = {}
+            for row in current:
+                rest = tuple(row[:i] + row[i + 1 :])
+                merged.setdefault(key(rest), (rest, []))[1].append(row[i])
+            folded = [[*r[:i], v if len(v) > 1 else v[0], *r[i:]] for r, v in merged.values()]
+            if _nodes(folded) < _nodes(best):
+                best = folded
+        if best is current:
+            break
+    return [_Row(row) for row in best]
+
+
+class _Row(list):
+    """One table row: written in flow style on one line, whatever its cells hold."""
 
 
 def _range_or_list(values: list[Any]) -> Any:
@@ -935,6 +966,9 @@ def _represent_list(dumper: yaml.SafeDumper, data: list[Any]) -> Any:
 
 
 _Dumper.add_representer(list, _represent_list)
+_Dumper.add_representer(
+    _Row, lambda d, data: d.represent_sequence("tag:yaml.org,2002:seq", list(data), flow_style=True)
+)
 
 
 def _share_tables(releases: list[dict[str, Any]]) -> None:

@@ -76,19 +76,26 @@ def gather_decode(values: Tensor, indices: Tensor, W_dec: Tensor) -> Tensor:
     return out.reshape(*lead, W_dec.shape[1])
 
 
+def _worth_gathering(mask: Tensor) -> bool:
+    return int(mask.count_nonzero()) <= SPARSE_DECODE_MAX_DENSITY * mask.numel()
+
+
 def decode_masked(values: Tensor, mask: Tensor, W_dec: Tensor) -> Tensor:
     """Return `where(mask, values, 0) @ W_dec`, gathering rows when the mask is sparse enough."""
     lead = values.shape[:-1]
     flat_v = values.reshape(-1, values.shape[-1])
     flat_m = mask.reshape(-1, mask.shape[-1])
-    nnz = int(flat_m.count_nonzero())
-    if nnz > SPARSE_DECODE_MAX_DENSITY * flat_m.numel():
-        out = torch.where(flat_m, flat_v, 0).to(W_dec.dtype) @ W_dec
-    else:
+    if _worth_gathering(flat_m):
         out = decode_rows(select(flat_v, flat_m), W_dec)
+    else:
+        out = torch.where(flat_m, flat_v, 0).to(W_dec.dtype) @ W_dec
     return out.reshape(*lead, W_dec.shape[1])
 
 
 def decode_mostly_zero(f: Tensor, W_dec: Tensor) -> Tensor:
     """Return `f @ W_dec`, gathering only the non-zero entries of `f` when it is sparse enough."""
-    return decode_masked(f, f != 0, W_dec)
+    flat = f.reshape(-1, f.shape[-1])
+    mask = flat != 0
+    if not _worth_gathering(mask):
+        return f.to(W_dec.dtype) @ W_dec
+    return decode_rows(select(flat, mask), W_dec).reshape(*f.shape[:-1], W_dec.shape[1])

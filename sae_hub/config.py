@@ -1,19 +1,22 @@
 """`SAEConfig`: the small, validated description of one canonical SAE, and its on-disk dict form.
 
 The config says which math `SAE` runs (architecture, k, input handling) and where the SAE came from
-(provenance). Tensors live in the module, never here; `device` is never saved.
+(provenance). Tensors live in the module, never here; `device` is never saved. `expected_shapes` and
+`validate_tensors` state which canonical tensors a config implies, for loaders to check files against.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
+from torch import Tensor
 
-from sae_hub.errors import ConfigError
+from sae_hub.errors import ConfigError, FormatError
 
 Architecture = Literal["relu", "jumprelu", "topk", "batchtopk", "gated", "abstopk"]
 Normalization = Literal["none", "layer_norm", "constant_norm_rescale"]
@@ -278,3 +281,70 @@ def migrate_config_dict(data: dict[str, Any]) -> dict[str, Any]:
             field="format_version",
         )
     return data
+
+
+# ---- the tensors a config implies ---------------------------------------------------------------
+
+
+def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+    """Return the name and shape of every parameter an SAE with this config has."""
+    shapes: dict[str, tuple[int, ...]] = {
+        "W_enc": (cfg.d_in, cfg.d_sae),
+        "W_dec": (cfg.d_sae, cfg.out_dim),
+        "b_dec": (cfg.out_dim,),
+    }
+    if cfg.architecture == "gated":
+        shapes.update(b_gate=(cfg.d_sae,), b_mag=(cfg.d_sae,), r_mag=(cfg.d_sae,))
+    else:
+        shapes["b_enc"] = (cfg.d_sae,)
+    if cfg.architecture in ("jumprelu", "batchtopk"):
+        shapes["threshold"] = (cfg.d_sae,)
+    if cfg.skip_connection:
+        shapes["W_skip"] = (cfg.d_in, cfg.out_dim)
+    return shapes
+
+
+def validate_tensors(
+    cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: str = "", check_finite: bool = True
+) -> None:
+    """Check names, shapes, dtypes and (unless already verified) finiteness of `tensors`; raise FormatError."""
+    expected = expected_shapes(cfg)
+    where = f" in {source}" if source else ""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise FormatError(
+            f"tensor names{where} do not match the {cfg.architecture} config: "
+            f"missing {missing}, unexpected {extra}",
+            path=source or None,
+        )
+    for name, shape in expected.items():
+        t = tensors[name]
+        if tuple(t.shape) != shape:
+            raise FormatError(
+                f"tensor {name}{where} has shape {tuple(t.shape)} but the config "
+                f"(d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}) expects {shape}",
+                path=source or None,
+                key=name,
+            )
+        if not t.is_floating_point():
+            raise FormatError(
+                f"tensor {name}{where} has dtype {t.dtype}; expected a floating-point dtype",
+                path=source or None,
+                key=name,
+            )
+        if check_finite and t.device.type != "meta" and not _all_finite(t):
+            raise FormatError(
+                f"tensor {name}{where} contains NaN or Inf values", path=source or None, key=name
+            )
+
+
+def _all_finite(t: Tensor, *, chunk: int = 1 << 18) -> bool:
+    """True when `t` has no NaN/Inf, without temporaries the size of the weights.
+
+    A finite sum proves every element finite in one pass; only when it is not (a NaN, an Inf, or an
+    overflow of large finite values) are the elements checked, in small chunks.
+    """
+    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
+        return True
+    return all(bool(torch.isfinite(part).all()) for part in t.reshape(-1).split(chunk))

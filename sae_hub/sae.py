@@ -18,14 +18,18 @@ import torch
 from torch import Tensor, nn
 
 from sae_hub import _sparse
-from sae_hub.config import SAEConfig, dtype_from_str
-from sae_hub.errors import ConfigError, FormatError
+from sae_hub.config import SAEConfig, dtype_from_str, expected_shapes, validate_tensors
+from sae_hub.errors import ConfigError
 from sae_hub.normalization import NormStats, denormalize, normalize
 
 if TYPE_CHECKING:
     from sae_hub.config import Provenance
 
 logger = logging.getLogger(__name__)
+
+# forward() encodes at most this many pre-activations at once (64 Mi elements, 256 MiB in float32),
+# so splicing a wide SAE into a long batch does not allocate a [tokens, d_sae] tensor in one piece.
+FORWARD_CHUNK_ELEMENTS = 1 << 26
 
 
 class SparseCode(NamedTuple):
@@ -35,70 +39,6 @@ class SparseCode(NamedTuple):
     indices: Tensor
 
 
-def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
-    """Return the name and shape of every parameter an SAE with this config has."""
-    shapes: dict[str, tuple[int, ...]] = {
-        "W_enc": (cfg.d_in, cfg.d_sae),
-        "W_dec": (cfg.d_sae, cfg.out_dim),
-        "b_dec": (cfg.out_dim,),
-    }
-    if cfg.architecture == "gated":
-        shapes.update(b_gate=(cfg.d_sae,), b_mag=(cfg.d_sae,), r_mag=(cfg.d_sae,))
-    else:
-        shapes["b_enc"] = (cfg.d_sae,)
-    if cfg.architecture in ("jumprelu", "batchtopk"):
-        shapes["threshold"] = (cfg.d_sae,)
-    if cfg.skip_connection:
-        shapes["W_skip"] = (cfg.d_in, cfg.out_dim)
-    return shapes
-
-
-def validate_tensors(
-    cfg: SAEConfig, tensors: Mapping[str, Tensor], *, source: str = "", check_finite: bool = True
-) -> None:
-    """Check names, shapes, dtypes and (unless already verified) finiteness of `tensors`; raise FormatError."""
-    expected = expected_shapes(cfg)
-    where = f" in {source}" if source else ""
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise FormatError(
-            f"tensor names{where} do not match the {cfg.architecture} config: "
-            f"missing {missing}, unexpected {extra}",
-            path=source or None,
-        )
-    for name, shape in expected.items():
-        t = tensors[name]
-        if tuple(t.shape) != shape:
-            raise FormatError(
-                f"tensor {name}{where} has shape {tuple(t.shape)} but the config "
-                f"(d_in={cfg.d_in}, d_sae={cfg.d_sae}, d_out={cfg.d_out}) expects {shape}",
-                path=source or None,
-                key=name,
-            )
-        if not t.is_floating_point():
-            raise FormatError(
-                f"tensor {name}{where} has dtype {t.dtype}; expected a floating-point dtype",
-                path=source or None,
-                key=name,
-            )
-        if check_finite and t.device.type != "meta" and not _all_finite(t):
-            raise FormatError(
-                f"tensor {name}{where} contains NaN or Inf values", path=source or None, key=name
-            )
-
-
-def _all_finite(t: Tensor, *, chunk: int = 1 << 18) -> bool:
-    """True when `t` has no NaN/Inf, without temporaries the size of the weights.
-
-    A finite sum proves every element finite in one pass; only when it is not (a NaN, an Inf, or an
-    overflow of large finite values) are the elements checked, in small chunks.
-    """
-    if t.numel() == 0 or bool(torch.isfinite(t.sum())):
-        return True
-    return all(bool(torch.isfinite(part).all()) for part in t.reshape(-1).split(chunk))
-
-
 class SAE(nn.Module):
     """A sparse autoencoder in canonical form: `encode`, `decode`, `forward`, sparse variants, folds."""
 
@@ -106,9 +46,7 @@ class SAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         for name, shape in expected_shapes(cfg).items():
-            self.register_parameter(
-                name, nn.Parameter(torch.empty(shape, dtype=cfg.dtype, device=device))
-            )
+            self.register_parameter(name, nn.Parameter(torch.empty(shape, dtype=cfg.dtype, device=device)))
         if torch.device(device or "cpu").type != "meta":
             self.reset_parameters()
 
@@ -121,9 +59,11 @@ class SAE(nn.Module):
         w = torch.randn(self.cfg.d_sae, self.cfg.out_dim, generator=gen, dtype=torch.float32)
         w /= w.norm(dim=-1, keepdim=True)
         self.W_dec.copy_(w)
-        enc = w.T if self.cfg.d_in == self.cfg.out_dim else torch.randn(
-            self.cfg.d_in, self.cfg.d_sae, generator=gen
-        ) / self.cfg.d_in**0.5
+        enc = (
+            w.T
+            if self.cfg.d_in == self.cfg.out_dim
+            else torch.randn(self.cfg.d_in, self.cfg.d_sae, generator=gen) / self.cfg.d_in**0.5
+        )
         self.W_enc.copy_(enc)
         for name, p in self.named_parameters():
             if name not in ("W_enc", "W_dec"):
@@ -347,20 +287,28 @@ class SAE(nn.Module):
         """Return the reconstruction (for transcoders: the predicted output activation).
 
         The decoder only gathers the rows of active latents when the code is sparse, so the dense
-        encoder matmul is the only `[batch, d_sae]`-sized product.
+        encoder matmul is the only `[batch, d_sae]`-sized product; tokens go through in chunks so
+        that product stays under about `FORWARD_CHUNK_ELEMENTS` elements for any batch.
         """
         self._check_width(x, self.cfg.d_in, "input")
         x_n, stats = self.normalize(x)
-        pre = self._pre_acts(x_n)
-        if self._uses_topk():
-            code = self._topk_code(pre)
-            y = _sparse.gather_decode(code.values, code.indices, self.W_dec)
+        flat = x_n.reshape(-1, self.cfg.d_in)
+        rows = max(256, FORWARD_CHUNK_ELEMENTS // self.cfg.d_sae)
+        if flat.shape[0] <= rows:
+            y = self._reconstruct(flat)
         else:
-            y = _sparse.decode_masked(*self._masked_code(pre), self.W_dec)
-        y = y + self.b_dec
+            y = torch.cat([self._reconstruct(part) for part in flat.split(rows)])
+        y = y.reshape(*x_n.shape[:-1], self.cfg.out_dim) + self.b_dec
         if self.cfg.skip_connection:
             y = y + x_n @ self.W_skip
         return denormalize(y, stats, self.cfg.output_scale).to(x.dtype)
+
+    def _reconstruct(self, x_n: Tensor) -> Tensor:
+        """`f(x_n) @ W_dec` (no bias) for a 2-D chunk of normalised inputs."""
+        pre = self._pre_acts(x_n)
+        if self._uses_topk():
+            return _sparse.gather_decode(*self._topk_code(pre), self.W_dec)
+        return _sparse.decode_masked(*self._masked_code(pre), self.W_dec)
 
     def error(self, x: Tensor, target: Tensor | None = None) -> Tensor:
         """Return `target - forward(x)`; `target` defaults to `x` (plain SAEs), required for transcoders."""

@@ -22,15 +22,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # space_engine sits beside this file
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # space_engine sits beside this file (and, on a Space, the sae_hub folder)
+    sys.path.insert(0, _HERE)
 
-import space_engine  # noqa: E402
-from space_engine import MODES, POSITIONS, EditSpec, Limits, LimitError, Session  # noqa: E402
+import space_engine
+from space_engine import MODES, POSITIONS, EditSpec, LimitError, Limits, Session
 
 logger = logging.getLogger("sae_hub.space")
 
-ENVIRONMENT = {"model": "SAE_HUB_MODEL", "sae": "SAE_HUB_SAE", "sae_id": "SAE_HUB_SAE_ID", "hook": "SAE_HUB_HOOK"}
-EXAMPLE_TEXT = "The quick brown fox jumps over the lazy dog. Python raises an exception when a key is missing."
+ENVIRONMENT = {
+    "model": "SAE_HUB_MODEL",
+    "sae": "SAE_HUB_SAE",
+    "sae_id": "SAE_HUB_SAE_ID",
+    "hook": "SAE_HUB_HOOK",
+}
+EXAMPLE_TEXT = (
+    "The quick brown fox jumps over the lazy dog. Python raises an exception when a key is missing."
+)
 EXAMPLE_PROMPT = "Write a short story about a lighthouse keeper."
 
 
@@ -64,11 +73,15 @@ def load_session(
         name = str(model)
         model, tokenizer = sae_hub.load_model(name)
     elif tokenizer is None:
-        raise LimitError("a loaded model needs its tokenizer: build_app(model=model, tokenizer=tokenizer, ...)")
+        raise LimitError(
+            "a loaded model needs its tokenizer: build_app(model=model, tokenizer=tokenizer, ...)"
+        )
     sae_name = ""
     if sae is None:
         if getattr(model.config, "name_or_path", "") != "HuggingFaceTB/SmolLM2-135M-Instruct":
-            raise LimitError("the bundled starter SAE fits only the embedded model; pass --sae for this model")
+            raise LimitError(
+                "the bundled starter SAE fits only the embedded model; pass --sae for this model"
+            )
         sae, sae_name = space_engine.STARTER_SAE, "sae_hub starter (SmolLM2-135M-Instruct, layer 15)"
     if not isinstance(sae, sae_hub.SAE):
         sae_name = sae_name or (f"{sae} / {sae_id}" if sae_id else str(sae))
@@ -157,9 +170,15 @@ def build_app(
     @_ui_errors
     def inspect_text(text: str, feature: float | None) -> tuple[Any, ...]:
         result = session.inspect(text, None if feature is None else int(feature))
-        table = [[t.position, t.token, ", ".join(f"{f} ({v:.2f})" for f, v in t.features)] for t in result.per_token]
+        table = [
+            [t.position, t.token, ", ".join(f"{f} ({v:.2f})" for f, v in t.features)]
+            for t in result.per_token
+        ]
         bars = pd.DataFrame(
-            {"feature": [f"#{f}" for f, _, _ in result.top_features], "max activation": [v for _, v, _ in result.top_features]}
+            {
+                "feature": [f"#{f}" for f, _, _ in result.top_features],
+                "max activation": [v for _, v, _ in result.top_features],
+            }
         )
         top = [[f, round(v, 3), n] for f, v, n in result.top_features]
         return (
@@ -216,7 +235,10 @@ def build_app(
         *rows: Any,
     ) -> Iterator[tuple[str, str]]:
         steering = session.steering(
-            steer_rows(rows), positions=positions, normalize=bool(normalize), skip_special_tokens=bool(skip_special)
+            steer_rows(rows),
+            positions=positions,
+            normalize=bool(normalize),
+            skip_special_tokens=bool(skip_special),
         )
         yield from session.generate(
             prompt,
@@ -230,7 +252,10 @@ def build_app(
     @_ui_errors
     def save_recipe(positions: str, normalize: bool, skip_special: bool, *rows: Any) -> str:
         steering = session.steering(
-            steer_rows(rows), positions=positions, normalize=bool(normalize), skip_special_tokens=bool(skip_special)
+            steer_rows(rows),
+            positions=positions,
+            normalize=bool(normalize),
+            skip_special_tokens=bool(skip_special),
         )
         # gradio serves files from its upload folder, which build_app keeps inside the cache
         return str(session.save_recipe(steering, Path(os.environ["GRADIO_TEMP_DIR"]) / "recipes"))
@@ -284,19 +309,27 @@ def build_app(
                 with gr.Row():
                     text = gr.Textbox(EXAMPLE_TEXT, label="Text", lines=3, scale=4)
                     with gr.Column(scale=1):
-                        feature = gr.Number(None, label="Feature to highlight (empty: strongest)", precision=0)
+                        feature = gr.Number(
+                            None, label="Feature to highlight (empty: strongest)", precision=0
+                        )
                         go = gr.Button("Inspect", variant="primary")
                 status = gr.Markdown()
-                highlight = gr.HighlightedText(label="Activation of the feature per token", show_inline_category=False)
+                highlight = gr.HighlightedText(
+                    label="Activation of the feature per token", show_inline_category=False
+                )
                 with gr.Row():
-                    bars = gr.BarPlot(x="feature", y="max activation", sort="-y", label="Strongest features", height=280)
+                    bars = gr.BarPlot(
+                        x="feature", y="max activation", sort="-y", label="Strongest features", height=280
+                    )
                     top = gr.Dataframe(
                         headers=["feature", "max activation", "tokens"],
                         label="Strongest features (click one to select it)",
                         interactive=False,
                     )
                 per_token = gr.Dataframe(
-                    headers=["position", "token", "top features"], label="Top features per token", interactive=False
+                    headers=["position", "token", "top features"],
+                    label="Top features per token",
+                    interactive=False,
                 )
             with gr.Tab("Feature", id="feature"):
                 with gr.Row():
@@ -306,20 +339,31 @@ def build_app(
                 summary = gr.Markdown()
                 with gr.Row():
                     promoted = gr.Dataframe(headers=["token", "logit"], label="Promoted tokens (logit lens)")
-                    suppressed = gr.Dataframe(headers=["token", "logit"], label="Suppressed tokens (logit lens)")
+                    suppressed = gr.Dataframe(
+                        headers=["token", "logit"], label="Suppressed tokens (logit lens)"
+                    )
                 snippets = gr.HighlightedText(label="Top-activating snippets", show_inline_category=False)
             with gr.Tab("Steer", id="steer"):
                 with gr.Row():
-                    prompt = gr.Textbox(EXAMPLE_PROMPT, label="Prompt", lines=2, scale=4, elem_id="steer-prompt")
+                    prompt = gr.Textbox(
+                        EXAMPLE_PROMPT, label="Prompt", lines=2, scale=4, elem_id="steer-prompt"
+                    )
                     chat = gr.Checkbox(True, label="Use the chat template", scale=1)
                 row_inputs: list[Any] = []
                 for i in range(lim.max_edits):
                     with gr.Row():
                         row_inputs += [
-                            gr.Number(None, label=f"Feature {i + 1}", precision=0, elem_id=f"steer-feature-{i}"),
+                            gr.Number(
+                                None, label=f"Feature {i + 1}", precision=0, elem_id=f"steer-feature-{i}"
+                            ),
                             gr.Dropdown(list(MODES), value="add", label="Mode", elem_id=f"steer-mode-{i}"),
                             gr.Slider(
-                                -lim.max_strength, lim.max_strength, 0, step=0.5, label="Strength", elem_id=f"steer-strength-{i}"
+                                -lim.max_strength,
+                                lim.max_strength,
+                                0,
+                                step=0.5,
+                                label="Strength",
+                                elem_id=f"steer-strength-{i}",
                             ),
                         ]
                 with gr.Row():
@@ -328,7 +372,9 @@ def build_app(
                     skip_special = gr.Checkbox(False, label="Leave special tokens unsteered")
                     temperature = gr.Slider(0, 2, 0.7, step=0.05, label="Temperature (0: greedy)")
                     seed = gr.Number(16, label="Seed", precision=0)
-                    max_new = gr.Slider(1, lim.max_new_tokens, min(48, lim.max_new_tokens), step=1, label="New tokens")
+                    max_new = gr.Slider(
+                        1, lim.max_new_tokens, min(48, lim.max_new_tokens), step=1, label="New tokens"
+                    )
                 run = gr.Button("Generate default and steered", variant="primary", elem_id="steer-run")
                 with gr.Row():
                     default_out = gr.Textbox(label="Default", lines=8, elem_id="steer-default")
@@ -344,9 +390,14 @@ def build_app(
         top.select(pick_feature, None, [feature, card_feature]).then(
             inspect_text, [text, feature], inspect_outputs, api_visibility="private"
         )
-        describe.click(describe_feature, card_feature, [summary, promoted, suppressed, snippets], api_name="feature")
+        describe.click(
+            describe_feature, card_feature, [summary, promoted, suppressed, snippets], api_name="feature"
+        )
         to_steer.click(
-            lambda f: (f, gr.Tabs(selected="steer")), card_feature, [row_inputs[0], tabs], api_visibility="private"
+            lambda f: (f, gr.Tabs(selected="steer")),
+            card_feature,
+            [row_inputs[0], tabs],
+            api_visibility="private",
         )
         run.click(
             steer,

@@ -47,7 +47,7 @@ class Limits:
     max_strength: float = 200.0
     max_edits: int = 4
     top_k: int = 12
-    index_windows: int = 192
+    index_windows: int = 96
     """Windows of the bundled corpus encoded once for feature densities and top snippets."""
     index_window_tokens: int = 64
 
@@ -137,10 +137,14 @@ class Session:
         """Use `sae` from now on; its hook point must resolve on the model and match its width."""
         hook = hook or sae.cfg.provenance.hook or sae.cfg.provenance.hf_hook
         if not hook:
-            raise LimitError("the SAE does not say which hook point it reads; pass --hook (e.g. model.layers.15)")
+            raise LimitError(
+                "the SAE does not say which hook point it reads; pass --hook (e.g. model.layers.15)"
+            )
         width = self.model.config.get_text_config().hidden_size
         if sae.cfg.d_in != width and "resid" in hook:
-            raise LimitError(f"the SAE reads {sae.cfg.d_in}-wide activations but the model's residual is {width}")
+            raise LimitError(
+                f"the SAE reads {sae.cfg.d_in}-wide activations but the model's residual is {width}"
+            )
         self.sae = sae.to(device=self.model.device).eval()
         self.hook = hook
         self.sae_name = name or sae.cfg.provenance.release or sae.cfg.provenance.repo_id or "SAE"
@@ -175,14 +179,19 @@ class Session:
             raise LimitError("enter some text first")
         if chat and getattr(self.tokenizer, "chat_template", None):
             enc = self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, return_dict=True, return_tensors="pt"
+                [{"role": "user", "content": text}],
+                add_generation_prompt=True,
+                return_dict=True,
+                return_tensors="pt",
             )
             ids = enc["input_ids"]
         else:
             ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
         n, limit = ids.shape[1], self.limits.max_input_tokens
         if n > limit:
-            raise LimitError(f"the input is {n} tokens; the limit is {limit} tokens. Shorten it and try again.")
+            raise LimitError(
+                f"the input is {n} tokens; the limit is {limit} tokens. Shorten it and try again."
+            )
         return ids.to(self.model.device)
 
     def _pieces(self, ids: Sequence[int]) -> list[str]:
@@ -218,7 +227,9 @@ class Session:
         tokens = self._pieces(ids[0].tolist())
         values, indices = torch.topk(acts, min(3, acts.shape[-1]), dim=-1)
         per_token = [
-            TokenTop(i, tok, [(int(f), float(v)) for v, f in zip(values[i], indices[i], strict=True) if v > 0])
+            TokenTop(
+                i, tok, [(int(f), float(v)) for v, f in zip(values[i], indices[i], strict=True) if v > 0]
+            )
             for i, tok in enumerate(tokens)
         ]
         return Inspection(tokens, chosen, acts[:, chosen].tolist(), per_token, top)
@@ -234,7 +245,9 @@ class Session:
         index = self.feature_index(progress=progress)
         peak = float(index["top_values"][f, 0])
         snippets = []
-        for w, pos, v in zip(index["top_windows"][f], index["top_positions"][f], index["top_values"][f], strict=True):
+        for w, pos, v in zip(
+            index["top_windows"][f], index["top_positions"][f], index["top_values"][f], strict=True
+        ):
             if v <= 0:
                 break
             ids = index["windows"][w]
@@ -329,7 +342,9 @@ class Session:
             if not abs(e.strength) <= self.limits.max_strength:
                 raise LimitError(f"strength {e.strength} is outside ±{self.limits.max_strength:g}")
             value = 0.0 if e.mode == "ablate" else float(e.strength)
-            out.append(sae_hub.Edit(feature=f, mode=e.mode, value=value, normalize=normalize and e.mode == "add"))
+            out.append(
+                sae_hub.Edit(feature=f, mode=e.mode, value=value, normalize=normalize and e.mode == "add")
+            )
         return sae_hub.Steering(
             self.sae,
             out,
@@ -355,7 +370,11 @@ class Session:
         if not 0 <= float(temperature) <= 2:
             raise LimitError("temperature must be between 0 and 2")
         ids = self._ids(prompt, chat=chat)
-        settings = {"temperature": float(temperature), "seed": int(seed), "max_new_tokens": int(max_new_tokens)}
+        settings = {
+            "temperature": float(temperature),
+            "seed": int(seed),
+            "max_new_tokens": int(max_new_tokens),
+        }
         with self.lock:
             default = ""
             for default in self._stream(ids, None, **settings):
@@ -363,10 +382,14 @@ class Session:
             for steered in self._stream(ids, steering, **settings):
                 yield default, steered
 
-    def _stream(self, ids: Tensor, steering: Any, *, temperature: float, seed: int, max_new_tokens: int) -> Iterator[str]:
+    def _stream(
+        self, ids: Tensor, steering: Any, *, temperature: float, seed: int, max_new_tokens: int
+    ) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300
+        )
         failure: list[BaseException] = []
         sample = temperature > 0
         kwargs = {

@@ -28,7 +28,8 @@ def space_app() -> ModuleType:
             "install sae_hub from a source checkout (pip install -e '.[space]') or run spaces/app.py there"
         )
     spec = importlib.util.spec_from_file_location("sae_hub_space_app", SPACE_APP)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{SPACE_APP} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

@@ -237,8 +237,10 @@ def write(cfg: SAEConfig, tensors: dict[str, Tensor], folder: Path) -> None:
         raise refuse(
             NAME, "dictionary_learning dictionaries reconstruct their input (no transcoders)", "d_out"
         )
+    cfg, tensors = prepared(cfg, tensors)  # folding scales may fold the pre-bias too: choose after
     dict_class = _choose_class(cfg, tensors)
-    cfg, tensors = prepared(cfg, tensors, fold_pre_bias=dict_class == "JumpReluAutoEncoder")
+    if dict_class == "JumpReluAutoEncoder":
+        cfg, tensors = prepared(cfg, tensors, fold_pre_bias=True)
     if dict_class in ("GatedAutoEncoder", "AutoEncoderTopK", "BatchTopKSAE"):
         cfg, tensors = with_pre_bias(cfg, tensors)
     t = tensors

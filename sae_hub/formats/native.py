@@ -42,8 +42,6 @@ def read_config(folder: Path) -> SAEConfig:
     path = Path(folder) / CONFIG_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"config is not valid JSON ({exc})", path=str(path)) from exc
     if not isinstance(data, dict):

@@ -69,8 +69,10 @@ def _path_provenance(path: Path) -> Provenance:
     layer = int(path.stem)
     location = version = None
     parts = path.parts
-    if len(parts) >= 3 and parts[-2] == "autoencoders":
-        m = re.fullmatch(r"(?P<loc>[a-z_]+?)(?:_(?P<ver>v4|v5_32k|v5_128k))?", parts[-3])
+    # `.../{location}_{version}/autoencoders/{layer}.pt`, possibly below extra cache folders
+    where = [i for i, part in enumerate(parts[:-1]) if part == "autoencoders"]
+    if where and where[-1] >= 1:
+        m = re.fullmatch(r"(?P<loc>[a-z_]+?)(?:_(?P<ver>v4|v5_32k|v5_128k))?", parts[where[-1] - 1])
         if m:
             location, version = m.group("loc"), m.group("ver") or "v1"
     hook = _HOOKS[location].format(L=layer) if location in _HOOKS else None

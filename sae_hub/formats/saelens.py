@@ -194,7 +194,11 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     tensors = {n: t if t.dtype == dtype else t.to(dtype) for n, t in state.items() if n in _TENSOR_NAMES}
     d_in = get_field(raw, "d_in", int, cfg_path)
     # <= v3 configs may give only expansion_factor; the weights then say d_sae
-    d_sae = get_field(raw, "d_sae", int, cfg_path) if "d_sae" in raw else int(tensors["W_enc"].shape[-1])
+    d_sae = (
+        get_field(raw, "d_sae", int, cfg_path)
+        if raw.get("d_sae") is not None
+        else int(tensors["W_enc"].shape[-1])
+    )
     if tuple(tensors["W_enc"].shape) != (d_in, d_sae):
         raise FormatError(
             f"W_enc has shape {tuple(tensors['W_enc'].shape)} but {cfg_path.name} says d_in={d_in}, d_sae={d_sae}",

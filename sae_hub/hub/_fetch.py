@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import urlsplit
 
+import httpx2
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
@@ -32,6 +33,8 @@ from sae_hub.hub._target import Target
 logger = logging.getLogger(__name__)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+# transport failures huggingface_hub itself treats as "the Hub is unreachable" (see hf_hub_download)
+_UNREACHABLE = (httpx2.TimeoutException, httpx2.NetworkError, httpx2.RemoteProtocolError)
 _FILE_SUFFIXES = (".pt", ".pth")
 
 
@@ -84,15 +87,39 @@ def resolve_commit(
         if not ref.is_file():
             raise _not_cached(target, rev, f"no cached ref `{rev}`")
         return ref.read_text().strip()
-    sha = HfApi().model_info(target.repo_id, revision=rev, token=token).sha
+    storage = _hub_cache(cache_dir) / repo_folder_name(repo_id=target.repo_id, repo_type="model")
+    ref = storage / "refs" / rev
+    try:
+        # model_info has no timeout of its own: bound it like hf_hub_download's metadata request
+        info = HfApi().model_info(
+            target.repo_id, revision=rev, token=token, timeout=hf_constants.HF_HUB_ETAG_TIMEOUT
+        )
+    except (*_UNREACHABLE, HfHubHTTPError) as exc:
+        if isinstance(exc, HfHubHTTPError) and not _is_server_error(exc):
+            raise  # 401/403/404 name the repo or revision; a cached commit must not mask them
+        # as hf_hub_download does for files: the Hub is unreachable, so fall back to the cached commit
+        if ref.is_file():
+            logger.warning(
+                "could not reach the Hub (%s); using the cached commit of %s", exc, target.describe(rev)
+            )
+            return ref.read_text().strip()
+        if isinstance(exc, HfHubHTTPError):
+            raise
+        raise LocalEntryNotFoundError(
+            f"Could not reach the Hub to resolve {target.describe(rev)} ({type(exc).__name__}: {exc}), and no "
+            f"commit for it is cached. Check the connection (HF_ENDPOINT={hf_constants.ENDPOINT}) and retry."
+        ) from exc
+    sha = info.sha
     assert sha is not None, "the Hub's revision info has no sha"
     logger.debug("resolved %s@%s to %s", target.repo_id, rev, sha)
     # Record branch -> sha in the cache's refs/, as hf_hub_download does, so offline loads find it.
-    storage = _hub_cache(cache_dir) / repo_folder_name(repo_id=target.repo_id, repo_type="model")
-    ref = storage / "refs" / rev
     if not ref.is_file() or ref.read_text().strip() != sha:
         write_text_atomic(ref, sha)
     return sha
+
+
+def _is_server_error(exc: HfHubHTTPError) -> bool:
+    return exc.response is not None and exc.response.status_code >= 500
 
 
 Lister = Callable[[str, bool], list[str]]

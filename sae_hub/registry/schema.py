@@ -2,8 +2,9 @@
 
 A data file (`registry/data/<family>.yaml`) is `{schema_version: 1, family: str, releases: [...]}`.
 Each release names its Hub repo (or none, for files served by URL), model, format and links, and lists
-its SAEs as `groups`. A group is a table (`columns` + `rows`, explicit lists), a `product` of
-variables (regular families: `layer: 0..31`), or both: every row crossed with every product point. Every SAE field not given by a row comes from the group's or
+its SAEs as `groups`. A group is a table (`columns` + `rows`, explicit lists; a cell holding a list
+stands for one row per element), a `product` of variables (regular families: `layer: 0..31`), or
+both: every row crossed with every product point. Every SAE field not given by a row comes from the group's or
 the release's `defaults`; string defaults of the text fields are templates formatted with the row's
 variables, the constant defaults and `{id}` (`{width:k}` writes 16384 as `16k`, 1048576 as `1m`).
 Every field is explicit data: nothing is inferred from names at run time.
@@ -251,10 +252,26 @@ def _group_size(source: str, where: str, group: Any) -> int:
         )
     if not isinstance(rows, list):
         raise _fail(source, where, "rows", f"must be a list of rows, got {rows!r}")
+    n_rows = 0
     for row in rows:
         if not isinstance(row, list) or len(row) != len(columns):
             raise _fail(source, where, "rows", f"row {row!r} does not match columns {columns}")
-    return size * len(rows)
+        n = 1
+        for cell in row:
+            if isinstance(cell, list):
+                if not cell or any(isinstance(v, list | dict) for v in cell):
+                    raise _fail(source, where, "rows", f"a list cell must hold plain values, got {cell!r}")
+                n *= len(cell)
+        n_rows += n
+    return size * n_rows
+
+
+def _explode(row: list[Any]) -> list[list[Any]]:
+    """A row whose cells hold lists stands for one row per combination of their elements."""
+    out: list[list[Any]] = [[]]
+    for cell in row:
+        out = [[*r, v] for r in out for v in cell] if isinstance(cell, list) else [[*r, cell] for r in out]
+    return out
 
 
 def _product_values(source: str, where: str, name: str, values: Any) -> list[Any]:
@@ -353,7 +370,7 @@ def _expand_group(release: Release, gi: int, group: Mapping[str, Any]) -> Iterat
     defaults = {**release.defaults, **(group.get("defaults") or {})}
     # Every row combined with every point of the product (either may be absent).
     names = list(group.get("columns") or []) + list(group.get("product") or {})
-    rows: list[list[Any]] = [list(row) for row in group.get("rows", [[]])]
+    rows: list[list[Any]] = [r for row in group.get("rows", [[]]) for r in _explode(row)]
     for name, values in (group.get("product") or {}).items():
         axis = _product_values(release.source, where, name, values)
         rows = [[*row, value] for row in rows for value in axis]

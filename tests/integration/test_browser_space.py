@@ -51,7 +51,9 @@ def browser(tmp_path_factory):
     options.binary_location = str(CHROMIUM)
     for flag in (*FLAGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium_profile')}"):
         options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
+    driver = webdriver.Chrome(
+        options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER))
+    )
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -67,35 +69,39 @@ def _type(element, value: str) -> None:
     element.send_keys(value)
 
 
-def test_steer_in_the_browser(served, browser, tmp_path):  # noqa: F811
+def steer_in_browser(driver, url: str, *, prompt: str, feature: int, strength: float) -> tuple[str, str]:
+    """Open the Space, steer `feature` at `strength` on the Steer tab; return the settled (default, steered)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    client, _ = served
-    browser.get(client.src)
-    wait = WebDriverWait(browser, 60)
+    driver.get(url)
+    wait = WebDriverWait(driver, 60)
     tab = wait.until(ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and contains(., 'Steer')]")))
     tab.click()
-    feature = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#steer-feature-0 input")))
-    _type(feature, "3")
-    strength = browser.find_element(By.CSS_SELECTOR, "#steer-strength-0 input[type='number']")
-    _type(strength, "400")
-    prompt = browser.find_element(By.CSS_SELECTOR, "#steer-prompt textarea")
-    _type(prompt, "Hi there")
-    browser.find_element(By.ID, "steer-run").click()
+    _type(
+        wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#steer-feature-0 input"))),
+        str(feature),
+    )
+    _type(driver.find_element(By.CSS_SELECTOR, "#steer-strength-0 input[type='number']"), str(strength))
+    _type(driver.find_element(By.CSS_SELECTOR, "#steer-prompt textarea"), prompt)
+    driver.find_element(By.ID, "steer-run").click()
+    seen: list[tuple[str, ...]] = []
 
-    seen: list[tuple[str, str]] = []
-
-    def both_columns_settled(driver):
+    def both_columns_settled(d):
         texts = tuple(
-            driver.find_element(By.CSS_SELECTOR, f"#steer-{name} textarea").get_attribute("value")
+            d.find_element(By.CSS_SELECTOR, f"#steer-{name} textarea").get_attribute("value")
             for name in ("default", "steered")
         )
         seen.append(texts)
         return texts if all(texts) and seen[-3:] == [texts] * 3 else False  # unchanged for a second
 
-    default, steered = WebDriverWait(browser, 120, poll_frequency=0.5).until(both_columns_settled)
+    return WebDriverWait(driver, 300, poll_frequency=0.5).until(both_columns_settled)
+
+
+def test_steer_in_the_browser(served, browser, tmp_path):  # noqa: F811
+    client, _ = served
+    default, steered = steer_in_browser(browser, client.src, prompt="Hi there", feature=3, strength=400)
     assert default != steered
     shot = tmp_path / "space_steer.png"
     assert browser.save_screenshot(str(shot))

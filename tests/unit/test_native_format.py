@@ -197,3 +197,17 @@ def test_load_peak_memory_within_1_25x_weights(tmp_path: Path) -> None:
     rss = json.loads(out.stdout.strip().splitlines()[-1])
     grown = rss["peak"] - rss["base"]
     assert grown <= 1.25 * weight_bytes, f"load grew peak RSS by {grown / weight_bytes:.2f}x the weights"
+
+
+def test_save_over_the_folder_it_was_loaded_from(tmp_path: Path) -> None:
+    """Loaded tensors are memory-mapped; the atomic rename keeps them valid while the file is replaced."""
+    sae = _random_sae(torch.float32, architecture="jumprelu")
+    sae.save_pretrained(tmp_path)
+    loaded = SAE.from_pretrained(tmp_path)
+    loaded.fold_W_dec_norm()  # writes into the copy-on-write mapping, never into the file
+    x = torch.randn(4, 8)
+    expected = loaded(x)
+    loaded.save_pretrained(tmp_path)
+    again = SAE.from_pretrained(tmp_path)
+    assert torch.equal(again(x), expected)
+    torch.testing.assert_close(again.W_dec.norm(dim=-1), torch.ones(32))

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sae_hub import SAE, SAEConfig
+from sae_hub import sae as sae_module
 
 D_IN, D_SAE, D_OUT, K = 12, 48, 10, 5
 
@@ -308,3 +309,15 @@ def test_empty_batch() -> None:
         assert sae(x).shape == (0, D_IN)
         values, indices = sae.encode_sparse(x)
         assert values.shape[0] == indices.shape[0] == 0
+
+
+@pytest.mark.parametrize("name", ["jumprelu", "topk_layer_norm", "skip_transcoder_topk"])
+def test_forward_in_token_chunks_matches_reference(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sae_module, "FORWARD_CHUNK_ELEMENTS", 1)  # 256-token chunks
+    cfg = _cfg(name)
+    p = _params(cfg)
+    x = _inputs((3, 250), seed=9)  # 750 tokens: three chunks, the last one partial
+    _, y_ref = reference(cfg, p, x)
+    torch.testing.assert_close(
+        _sae(cfg, p)(torch.from_numpy(x)), torch.from_numpy(y_ref), rtol=1e-10, atol=1e-12
+    )

@@ -14,7 +14,6 @@ import json
 import re
 import sys
 from pathlib import Path
-
 from pydoc_data.topics import topics
 
 _UNDERLINE = re.compile(r"^[*=\-^~]{3,}$")  # reST section underlines
@@ -34,13 +33,13 @@ def unwrap(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
+        print(__doc__, file=sys.stderr)  # noqa: T201  (a script)
         return 2
     out = Path(argv[0])
     with out.open("w", encoding="utf-8") as f:
         for name in sorted(topics):
             f.write(json.dumps({"topic": name, "text": unwrap(topics[name])}, ensure_ascii=False) + "\n")
-    print(f"wrote {len(topics)} topics to {out}")
+    print(f"wrote {len(topics)} topics to {out}")  # noqa: T201
     return 0
 
 

