@@ -243,10 +243,10 @@ def transcoder_fields(model: str, layer: int, hf_in: str | None) -> SAE:
 
 
 def _fill(template: str, sae: SAE) -> str | None:
-    from sae_hub.registry.schema import _FORMATTER
+    from sae_hub.registry.schema import TEMPLATE_FORMATTER
 
     try:
-        return _FORMATTER.format(template, **sae)
+        return TEMPLATE_FORMATTER.format(template, **sae)
     except (KeyError, ValueError, IndexError):
         return None
 

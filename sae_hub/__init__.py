@@ -8,11 +8,13 @@ from sae_hub.config import Provenance, SAEConfig
 from sae_hub.registry import get_release, list_releases, resolve, search
 from sae_hub.sae import SAE, SparseCode
 from sae_hub.splice import splice  # eager: the function must shadow its submodule's name
+from sae_hub.train import train  # eager, for the same reason: `sae_hub.train(cfg)` is the function
 
 # name -> module: imported on first access, so `import sae_hub` never imports transformers
 _LAZY = {
     "Edit": "sae_hub.steering",
     "Steering": "sae_hub.steering",
+    "TrainConfig": "sae_hub.train.config",
     "evaluate": "sae_hub.eval",
     "feature_activations": "sae_hub.inspect",
     "load_model": "sae_hub.models",
@@ -43,5 +45,6 @@ __all__ = sorted(
         "resolve",
         "search",
         "splice",
+        "train",
     ]
 )

@@ -25,8 +25,8 @@ _METRIC_LABELS = {
     "mse": "MSE (summed over d_in, per token)",
     "dead_pct": "dead latents (%)",
     "ce_loss_recovered": "CE loss recovered",
-    "ce_loss_delta": "CE loss increase when spliced",
-    "kl": "KL divergence when spliced",
+    "delta_lm_loss": "LM loss increase when spliced (nats)",
+    "kl_div": "KL divergence when spliced",
 }
 
 

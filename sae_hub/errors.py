@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 
 
 class SaeHubError(Exception):
@@ -103,6 +103,10 @@ class SaeFilesMissingError(SaeHubError, EntryNotFoundError):
         super().__init__(message)
         self.repo_id = repo_id
         self.paths = list(paths)
+
+
+class PushConflictError(SaeHubError, HfHubHTTPError):
+    """A push was refused because the branch moved (someone else committed) since its head was read."""
 
 
 # ---- models ----------------------------------------------------------------------------------

@@ -57,20 +57,32 @@ def _commit(repo_id: str, stage: Any, *, commit_message: str, token: str | bool 
             revision: str | None, create_pr: bool) -> str:  # fmt: skip
     """Create the repo if needed, stage files with `stage(folder, api, parent)`, upload them as one commit."""
     from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from sae_hub.errors import PushConflictError
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     parent = api.repo_info(repo_id, revision=revision).sha
     with tempfile.TemporaryDirectory(prefix="sae_hub_push_") as tmp:
         stage(Path(tmp), api, parent)
-        info = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=tmp,
-            commit_message=commit_message,
-            revision=revision,
-            create_pr=create_pr,
-            parent_commit=None if create_pr else parent,
-        )
+        try:
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+                parent_commit=None if create_pr else parent,
+            )
+        except HfHubHTTPError as exc:
+            if exc.response is None or exc.response.status_code != 412:
+                raise
+            raise PushConflictError(
+                f"{repo_id}@{revision or 'main'} moved past {parent} while pushing (someone else committed); "
+                "nothing was pushed and their files are untouched. Push again to add yours on top.",
+                response=exc.response,
+            ) from exc
     logger.info("pushed to %s: %s", repo_id, info.commit_url)
     return str(info.pr_url or info.commit_url)
 

@@ -16,7 +16,6 @@ import os
 import struct
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from torch import Tensor
 
@@ -35,6 +34,7 @@ _DTYPES: dict[str, torch.dtype] = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+_DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in _DTYPES.items()}
 _MAX_HEADER = 100 * 1024 * 1024
 
 
@@ -109,7 +109,27 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 def write_safetensors(
     tensors: dict[str, Tensor], path: str | os.PathLike[str], metadata: dict[str, str] | None = None
 ) -> None:
-    """Write tensors (made contiguous, on CPU) to `path` atomically."""
-    ready = {n: t.detach().to("cpu").contiguous() for n, t in tensors.items()}
-    with atomic_path(Path(path)) as tmp:
-        safetensors.torch.save_file(ready, str(tmp), metadata=metadata)
+    """Write tensors to `path` atomically, streaming one tensor at a time (any device or layout).
+
+    Plain buffer writes of the header and each tensor's bytes: several times faster than
+    `safetensors.torch.save_file` on large SAEs, and never more than one tensor copied at once.
+    """
+    header: dict[str, object] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, t in tensors.items():
+        if t.dtype not in _DTYPE_NAMES:
+            raise FormatError(f"cannot write dtype {t.dtype} to safetensors", path=str(path), key=name)
+        nbytes = t.numel() * t.element_size()
+        header[name] = {
+            "dtype": _DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned, as safetensors does
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as fh:
+        fh.write(struct.pack("<Q", len(blob)) + blob)
+        for t in tensors.values():
+            if t.numel():
+                fh.write(t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data)

@@ -6,13 +6,12 @@ a numpy `.npz` with float32 arrays `W_enc [d_in, d_sae]`, `W_dec [d_sae, d_out]`
 (`f = relu(pre)·1[pre > threshold]`, `pre = x @ W_enc + b_enc`) with no pre-bias and no input
 normalisation. There is no config: hook, model and site live only in the repo id and the path, so
 the registry supplies them; the reader records the layer, width and L0 parsed from the path. Arrays
-are read with `allow_pickle=False`; a pickled object inside the archive is refused.
+are memory-mapped (the archive stores them uncompressed) and a pickled object inside it is refused.
 """
 
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from sae_hub._io import atomic_path
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import FormatError
 from sae_hub.formats._common import names_of, prefix, prepared, refuse
+from sae_hub.formats._npz import read_npz
 
 NAME = "gemma-scope"
 WEIGHTS_FILE = "params.npz"
@@ -39,18 +39,6 @@ def detect(files: Sequence[str]) -> bool:
 def files_for(sae_id: str | None) -> list[str]:
     """Patterns of the files one SAE needs, relative to the repo root."""
     return [prefix(sae_id) + WEIGHTS_FILE]
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise FormatError("expected file is missing", path=str(path)) from None
-    except ValueError as exc:  # numpy refuses object arrays without allow_pickle
-        raise FormatError(f"refused: the archive holds pickled objects ({exc})", path=str(path)) from exc
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise FormatError(f"not a readable .npz archive ({exc})", path=str(path)) from exc
 
 
 def _path_facts(folder: Path) -> tuple[int | None, dict[str, Any]]:
@@ -73,16 +61,16 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     """Read `params.npz` into a canonical JumpReLU SAE (float32, no pre-bias, no normalisation)."""
     folder = Path(folder)
     path = folder if folder.suffix == ".npz" else folder / WEIGHTS_FILE
-    arrays = {(k[0].upper() + k[1:] if k.startswith("w_") else k): v for k, v in _load_npz(path).items()}
+    arrays = {(k[0].upper() + k[1:] if k.startswith("w_") else k): v for k, v in read_npz(path).items()}
     missing = [k for k in _KEYS if k not in arrays]
     if missing:
         raise FormatError(f"arrays {missing} are missing; found {sorted(arrays)}", path=str(path))
     tensors: dict[str, Tensor] = {}
     for key in _KEYS:
         arr = arrays[key]
-        if arr.dtype.kind != "f":
+        if not arr.is_floating_point():
             raise FormatError(f"array {key} has dtype {arr.dtype}; expected float", path=str(path), key=key)
-        tensors[key] = torch.from_numpy(np.ascontiguousarray(arr))
+        tensors[key] = arr
     d_in, d_sae = tensors["W_enc"].shape if tensors["W_enc"].ndim == 2 else (0, 0)
     if tensors["W_dec"].ndim != 2 or d_in == 0:
         raise FormatError("W_enc and W_dec must be matrices", path=str(path), key="W_enc")

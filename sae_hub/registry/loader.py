@@ -10,7 +10,8 @@ from typing import Any
 import yaml
 
 from sae_hub.errors import ConfigError
-from sae_hub.registry.schema import SCHEMA_VERSION, Release, parse_release
+from sae_hub.registry.schema import SCHEMA_VERSION, Release
+from sae_hub.registry.validate import parse_release
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,17 @@
-"""Held-out evaluation of a trained SAE on raw activations: FVU, explained variance, MSE, L0, dead %."""
+"""Held-out evaluation of a trained SAE: FVU, explained variance, MSE, L0 and dead % on raw activations,
+and, when the model is at hand, what splicing the SAE in does to the LM loss (`sae_hub.eval`)."""
 
 from __future__ import annotations
+
+import itertools
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from sae_hub.sae import SAE
+from sae_hub.train.config import TrainConfig
+from sae_hub.train.text import iter_documents
 
 _CHUNK = 4096
 
@@ -41,3 +47,17 @@ def activation_metrics(sae: SAE, x: Tensor) -> dict[str, float]:
         "dead_pct": 100.0 * float((~fired).float().mean()),
         "eval_tokens": int(x.shape[0]),
     }
+
+
+def spliced_metrics(model: Any, tokenizer: Any, sae: SAE, hook: str, cfg: TrainConfig) -> dict[str, float]:
+    """CE loss recovered, LM-loss increase and KL with the SAE spliced in, on the first `eval_texts`
+    documents of the text source (the stream's head, which training never sees)."""
+    from sae_hub.eval import evaluate
+
+    texts = list(itertools.islice(iter_documents(cfg), cfg.eval_texts))
+    device = next(model.parameters()).device
+    result = evaluate(model, tokenizer, sae.to(device), texts, hook=hook, max_length=cfg.context_size,
+                      exclude_special_tokens=cfg.exclude_special_tokens)  # fmt: skip
+    sae.to("cpu")
+    return {"ce_loss_recovered": result.ce_loss_recovered, "delta_lm_loss": result.delta_lm_loss,
+            "kl_div": result.kl_div, "ce_loss_clean": result.ce_loss_clean}  # fmt: skip

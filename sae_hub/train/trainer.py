@@ -27,7 +27,7 @@ from sae_hub.train.activations import ActivationSource, ModelSource
 from sae_hub.train.buffer import ShuffleBuffer
 from sae_hub.train.cache import CachedSource
 from sae_hub.train.config import TrainConfig
-from sae_hub.train.evaluation import activation_metrics
+from sae_hub.train.evaluation import activation_metrics, spliced_metrics
 from sae_hub.train.export import export_sae, sae_config, write_run
 from sae_hub.train.objectives import SAEGroup, TrainingSAE
 
@@ -68,13 +68,9 @@ def _source(cfg: TrainConfig, accelerator: Any, model: Any, tokenizer: Any) -> t
     loaded: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
 
     def model_source(rank: int = 0, world: int = 1) -> ModelSource:
-        if loaded["model"] is None:
-            from sae_hub.models import load_model
-
-            dtype = getattr(torch, cfg.model_dtype)
-            loaded["model"], loaded["tokenizer"] = load_model(cfg.model, device=accelerator.device, dtype=dtype)
+        model, tokenizer = _loaded_model(cfg, accelerator, loaded)
         gather = _gather_rows(accelerator) if world > 1 else None
-        return ModelSource(loaded["model"], loaded["tokenizer"], cfg, rank=rank, world=world, gather=gather)
+        return ModelSource(model, tokenizer, cfg, rank=rank, world=world, gather=gather)
 
     if cfg.activation_cache is None:
         return model_source(accelerator.process_index, accelerator.num_processes), loaded
@@ -82,6 +78,17 @@ def _source(cfg: TrainConfig, accelerator: Any, model: Any, tokenizer: Any) -> t
         CachedSource(cfg.activation_cache, cfg, model_source).ensure(cfg.total_tokens, cfg.batch_size)
     accelerator.wait_for_everyone()
     return CachedSource(cfg.activation_cache, cfg, None), loaded
+
+
+def _loaded_model(cfg: TrainConfig, accelerator: Any, loaded: dict[str, Any]) -> tuple[Any, Any]:
+    """The run's model and tokenizer, loading them now if the activations came from a complete cache."""
+    if loaded.get("model") is None:
+        from sae_hub.models import load_model
+
+        loaded["model"], loaded["tokenizer"] = load_model(
+            cfg.model, device=accelerator.device, dtype=getattr(torch, cfg.model_dtype)
+        )
+    return loaded["model"], loaded["tokenizer"]
 
 
 def _initial_state(cfg: TrainConfig, source: ActivationSource, model_id: str | None) -> tuple[list[TrainingSAE], list[float]]:
@@ -248,6 +255,9 @@ def _finish(accelerator: Any, cfg: TrainConfig, raw: SAEGroup, scales: list[floa
     for j, (hook, member, scale) in enumerate(zip(source.hooks, raw.members, scales, strict=True)):
         sae = export_sae(member.sae, scale, cfg, {})
         metrics[hook] = activation_metrics(sae, held_out[j]) | {"training_tokens": cfg.steps * cfg.batch_size}
+        if accelerator.is_main_process and cfg.model and cfg.dataset and cfg.eval_texts:
+            model, tokenizer = _loaded_model(cfg, accelerator, loaded)
+            metrics[hook] |= spliced_metrics(model, tokenizer, sae, hook, cfg)
         sae.cfg = sae.cfg.with_provenance(extra={**sae.cfg.provenance.extra, "metrics": metrics[hook]})
         saes[hook] = sae
     if accelerator.is_main_process:

@@ -38,7 +38,9 @@ def fail(
     return fault
 
 
-def stall(needle: str, seconds: float, *, times: int = 1, method: str | None = None) -> Callable[[HubRequest], bool]:
+def stall(
+    needle: str, seconds: float, *, times: int = 1, method: str | None = None
+) -> Callable[[HubRequest], bool]:
     """Hold the first `times` matching requests silent for `seconds`, then drop the connection."""
     left = [times]
 

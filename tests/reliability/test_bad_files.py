@@ -9,7 +9,6 @@ bool tensors are refused.
 from __future__ import annotations
 
 import json
-import pickle
 import struct
 import zipfile
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from fixtures.layouts import (
     build_sparsify,
 )
 from huggingface_hub.errors import RepositoryNotFoundError
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from sae_hub import SAE, SAEConfig
 from sae_hub.errors import ConfigError, FormatError, SaeFilesMissingError, UnknownFormatError
@@ -89,7 +88,9 @@ def native_weights(transform: Callable[[bytes], bytes]) -> Callable[[Path], Load
     return build
 
 
-def native_tensors(edit: Callable[[dict[str, torch.Tensor]], None], arch: str = "relu") -> Callable[[Path], Loader]:
+def native_tensors(
+    edit: Callable[[dict[str, torch.Tensor]], None], arch: str = "relu"
+) -> Callable[[Path], Loader]:
     def build(root: Path) -> Loader:
         folder = native(root, arch=arch)
         t = canonical(arch=arch)
@@ -167,7 +168,9 @@ def _extra_tensor(t: dict) -> None:
 # ---- other formats -------------------------------------------------------------------------------
 
 
-def gemma_npz(edit: Callable[[dict[str, np.ndarray]], None], *, pickle_ok: bool = False) -> Callable[[Path], Loader]:
+def gemma_npz(
+    edit: Callable[[dict[str, np.ndarray]], None], *, pickle_ok: bool = False
+) -> Callable[[Path], Loader]:
     def build(root: Path) -> Loader:
         raw = build_gemma_scope(root, d_in=D_IN, d_sae=D_SAE)
         path = raw.path / "params.npz"
@@ -224,8 +227,7 @@ def openai_not_a_dict(root: Path) -> Loader:
 
 def dl_pickle(root: Path) -> Loader:
     raw = build_dictionary_learning(root, d_in=D_IN, d_sae=D_SAE)
-    with open(raw.path / "ae.pt", "wb") as fh:
-        pickle.dump(Gadget(), fh)
+    torch.save({"ae": Gadget()}, raw.path / "ae.pt")
     return local(raw.path)
 
 
@@ -244,9 +246,6 @@ def saelens_cfg(edit: Callable[[dict], None]) -> Callable[[Path], Loader]:
 def saelens_weights_shape(root: Path) -> Loader:
     raw = build_saelens(root, d_in=D_IN, d_sae=D_SAE)
     path = raw.path / "sae_weights.safetensors"
-    t = {k: v.clone() for k, v in torch.load if False} if False else None  # noqa: F841 (placeholder-free below)
-    from safetensors.torch import load_file
-
     t = load_file(str(path))
     t["W_dec"] = t["W_dec"][:, : D_IN - 1].contiguous()
     save_file(t, str(path))
@@ -274,7 +273,8 @@ def zip_not_npz(root: Path) -> Loader:
     raw = build_gemma_scope(root, d_in=D_IN, d_sae=D_SAE)
     path = raw.path / "params.npz"
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("W_enc.npy", b"this is not an npy file")
+        for name in ("W_enc", "W_dec", "b_enc", "b_dec", "threshold"):
+            archive.writestr(f"{name}.npy", b"this is not an npy file")
     return local(raw.path)
 
 
@@ -293,25 +293,61 @@ class Bad:
 
 ROWS = [
     # safetensors byte-level damage
-    Bad("st-truncated", native_weights(lambda b: b[: len(b) * 2 // 3]), FormatError, "truncated", "model.safetensors"),
+    Bad(
+        "st-truncated",
+        native_weights(lambda b: b[: len(b) * 2 // 3]),
+        FormatError,
+        "truncated",
+        "model.safetensors",
+    ),
     Bad("st-empty", native_weights(lambda b: b""), FormatError, "8-byte header", "model.safetensors"),
-    Bad("st-header-longer-than-file", native_weights(lambda b: struct.pack("<Q", 10**6) + b[8:]), FormatError,
-        "header claims", "model.safetensors"),  # fmt: skip
-    Bad("st-header-not-json", native_weights(lambda b: b[:8] + b"\xff" * (len(b) - 8)), FormatError,
-        "not valid JSON", "model.safetensors"),  # fmt: skip
-    Bad("st-lying-offsets", native_weights(lambda b: with_header(b, _lie_offsets)), FormatError,
-        "truncated or corrupt", "model.safetensors"),  # fmt: skip
-    Bad("st-lying-shape", native_weights(lambda b: with_header(b, _lie_shape)), FormatError,
-        "claims bytes", "model.safetensors"),  # fmt: skip
-    Bad("st-unknown-dtype", native_weights(lambda b: with_header(b, _odd_dtype)), FormatError,
-        "unsupported safetensors dtype 'C64'", "model.safetensors"),  # fmt: skip
+    Bad(
+        "st-header-longer-than-file",
+        native_weights(lambda b: struct.pack("<Q", 10**6) + b[8:]),
+        FormatError,
+        "header claims",
+        "model.safetensors",
+    ),
+    Bad(
+        "st-header-not-json",
+        native_weights(lambda b: b[:8] + b"\xff" * (len(b) - 8)),
+        FormatError,
+        "not valid JSON",
+        "model.safetensors",
+    ),
+    Bad(
+        "st-lying-offsets",
+        native_weights(lambda b: with_header(b, _lie_offsets)),
+        FormatError,
+        "truncated or corrupt",
+        "model.safetensors",
+    ),
+    Bad(
+        "st-lying-shape",
+        native_weights(lambda b: with_header(b, _lie_shape)),
+        FormatError,
+        "claims bytes",
+        "model.safetensors",
+    ),
+    Bad(
+        "st-unknown-dtype",
+        native_weights(lambda b: with_header(b, _odd_dtype)),
+        FormatError,
+        "unsupported safetensors dtype 'C64'",
+        "model.safetensors",
+    ),
     # tensors that disagree with the config or are not usable weights
     Bad("shape-vs-config", native_tensors(_narrow), FormatError, "expects (8, 16)", "sae"),
     Bad("transposed-decoder", native_tensors(_transposed), FormatError, "W_dec", "sae"),
     Bad("missing-tensor", native_tensors(_drop("b_enc")), FormatError, "missing ['b_enc']", "sae"),
     Bad("unexpected-tensor", native_tensors(_extra_tensor), FormatError, "unexpected ['W_skip_typo']", "sae"),
-    Bad("jumprelu-no-threshold", native_tensors(_drop("threshold"), "jumprelu"), FormatError,
-        "missing ['threshold']", "sae"),  # fmt: skip
+    Bad(
+        "jumprelu-no-threshold",
+        native_tensors(_drop("threshold"), "jumprelu"),
+        FormatError,
+        "missing ['threshold']",
+        "sae",
+    ),
     Bad("nan-weights", native_tensors(_nan), FormatError, "NaN or Inf", "sae"),
     Bad("inf-weights", native_tensors(_inf), FormatError, "NaN or Inf", "sae"),
     Bad("int-weights", native_tensors(_ints), FormatError, "expected a floating-point dtype", "sae"),
@@ -323,25 +359,40 @@ ROWS = [
     Bad("cfg-extra-field", native_config(_set("d_hidden", 3)), ConfigError, "d_hidden", "config.json"),
     Bad("cfg-wrong-type", native_config(_set("d_in", "8")), ConfigError, "d_in", "config.json"),
     Bad("cfg-negative-width", native_config(_set("d_sae", -16)), ConfigError, "d_sae", "config.json"),
-    Bad("cfg-unknown-architecture", native_config(_set("architecture", "relu6")), ConfigError, "relu6",
-        "config.json"),  # fmt: skip
-    Bad("cfg-topk-without-k", native_config(lambda d: d.update(architecture="topk", k=None)), ConfigError, "k",
-        "config.json"),  # fmt: skip
+    Bad(
+        "cfg-unknown-architecture",
+        native_config(_set("architecture", "relu6")),
+        ConfigError,
+        "relu6",
+        "config.json",
+    ),
+    Bad(
+        "cfg-topk-without-k",
+        native_config(lambda d: d.update(architecture="topk", k=None)),
+        ConfigError,
+        "k",
+        "config.json",
+    ),
     Bad("cfg-bad-dtype", native_config(_set("dtype", "float128")), ConfigError, "float128", "config.json"),
     # Gemma Scope .npz
     Bad("npz-pickled-object", gemma_npz(_pickled_object), FormatError, "pickle", "params.npz"),
     Bad("npz-int-array", gemma_npz(_int_array), FormatError, "expected float", "params.npz"),
-    Bad("npz-missing-array", gemma_npz(lambda a: a.pop("W_dec")), FormatError, "['W_dec'] are missing",
-        "params.npz"),  # fmt: skip
-    Bad("npz-truncated", gemma_truncated, FormatError, "npz", "params.npz"),
-    Bad("npz-member-not-npy", zip_not_npz, FormatError, "npz", "params.npz"),
+    Bad(
+        "npz-missing-array",
+        gemma_npz(lambda a: a.pop("W_dec")),
+        FormatError,
+        "['W_dec'] are missing",
+        "params.npz",
+    ),
+    Bad("npz-truncated", gemma_truncated, FormatError, "not a readable .npz archive", "params.npz"),
+    Bad("npz-member-not-npy", zip_not_npz, FormatError, "is not a .npy array", "params.npz"),
     # torch pickles
     Bad("pt-arbitrary-object", openai_object, FormatError, "weights_only=True", "5.pt"),
     Bad("pt-truncated", openai_truncated, FormatError, "refused to load", "5.pt"),
     Bad("pt-not-a-state-dict", openai_not_a_dict, FormatError, "expected a state dict", "5.pt"),
-    Bad("dl-plain-pickle", dl_pickle, FormatError, "weights_only=True", "ae.pt"),
+    Bad("dl-arbitrary-object", dl_pickle, FormatError, "weights_only=True", "ae.pt"),
     # SAELens / sparsify configs and weights
-    Bad("saelens-missing-d_sae", saelens_cfg(_del("d_sae")), ConfigError, "d_sae", "cfg.json"),
+    Bad("saelens-missing-d_in", saelens_cfg(_del("d_in")), ConfigError, "'d_in' is missing", "cfg.json"),
     Bad("saelens-wrong-type", saelens_cfg(_set("d_in", [16])), ConfigError, "d_in", "cfg.json"),
     Bad("saelens-shape-vs-cfg", saelens_weights_shape, FormatError, "W_dec", "blocks.8.hook_resid_pre"),
     Bad("sparsify-k-not-int", sparsify_cfg, ConfigError, "'k'", "cfg.json"),
@@ -376,14 +427,16 @@ def test_registry_entry_whose_path_is_missing(make_repo, tmp_path):
     raw = build_gemma_scope(tmp_path / "repo", "layer_0/width_16k/average_l0_105", d_in=D_IN, d_sae=D_SAE)
     make_repo("google/gemma-scope-2b-pt-res", {"layer_0": raw.root / "layer_0"})
     with pytest.raises(SaeFilesMissingError) as info:
-        SAE.from_pretrained("gemma-scope-2b-pt-res", "layer_20/width_16k/average_l0_71", cache_dir=tmp_path / "hf")
+        SAE.from_pretrained(
+            "gemma-scope-2b-pt-res", "layer_20/width_16k/average_l0_71", cache_dir=tmp_path / "hf"
+        )
     assert "layer_20/width_16k/average_l0_71" in str(info.value)
     assert "google/gemma-scope-2b-pt-res" in str(info.value)
 
 
 def test_registry_entry_whose_url_is_missing(hub_server):
     with pytest.raises(SaeFilesMissingError) as info:
-        SAE.from_pretrained("openai-gpt2-small-v5-32k-resid-delta-attn", "3")
+        SAE.from_pretrained("openai-gpt2-small-v5-32k-resid-delta-attn", "blocks.3.hook_attn_out")
     assert "HTTP 404" in str(info.value)
     assert "resid_delta_attn_v5_32k/autoencoders/3.pt" in str(info.value)
 

@@ -76,7 +76,8 @@ def test_503_on_file_metadata_is_retried(repo, hub_server):
     with injected(hub_server, fail(f"/{repo_id}/resolve/", 503, method="HEAD")):
         same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
     heads = statuses(hub_server, f"/{repo_id}/resolve/", "HEAD")
-    assert heads.count(503) == 1 and heads[-1] == 200
+    assert heads.count(503) == 1
+    assert heads[-1] == 200
 
 
 def test_500_on_tree_listing_is_retried(repo, hub_server):
@@ -111,7 +112,8 @@ def test_body_cut_short_is_downloaded_again(repo, hub_server):
     with injected(hub_server, short_body(hub_server, repo_id, WEIGHTS, keep=0.4)):
         same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
     gets = hub_server.requests_matching(WEIGHTS, "GET")
-    assert len(gets) == 2 and gets[0].bytes_sent < gets[1].bytes_sent
+    assert len(gets) == 2
+    assert gets[0].bytes_sent < gets[1].bytes_sent
     assert incomplete(cache) == []
 
 
@@ -132,9 +134,10 @@ def test_body_cut_short_for_good_leaves_no_cached_file(repo, hub_server):
 
 def test_content_length_shorter_than_the_file_is_a_consistency_error(repo, hub_server):
     repo_id, sha, tensors, cache = repo
-    with injected(hub_server, short_body(hub_server, repo_id, WEIGHTS, keep=0.5, claim="short")):
-        with pytest.raises(OSError, match=r"Consistency check failed.*model\.safetensors"):
-            SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
+    lying = short_body(hub_server, repo_id, WEIGHTS, keep=0.5, claim="short")
+    consistency = r"Consistency check failed.*model\.safetensors"
+    with injected(hub_server, lying), pytest.raises(OSError, match=consistency):
+        SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
     assert f"snapshots/{sha}/{WEIGHTS}" not in "\n".join(cached_files(cache))
     same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
 
@@ -144,7 +147,8 @@ def test_500_on_file_download_is_an_http_error_naming_the_file(repo, hub_server)
     with injected(hub_server, fail(WEIGHTS, 500, method="GET")), pytest.raises(HfHubHTTPError) as info:
         SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
     assert info.value.response.status_code == 500
-    assert repo_id in str(info.value) and WEIGHTS in str(info.value)
+    assert repo_id in str(info.value)
+    assert WEIGHTS in str(info.value)
     assert f"snapshots/{sha}/{WEIGHTS}" not in "\n".join(cached_files(cache))
     same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
 
@@ -154,7 +158,8 @@ def test_503_on_revision_info_names_the_repo_then_falls_back_to_the_cache(repo, 
     down = fail(f"/api/models/{repo_id}/revision/", 503, times=99)
     with injected(hub_server, down), pytest.raises(HfHubHTTPError) as info:
         SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
-    assert info.value.response.status_code == 503 and repo_id in str(info.value)
+    assert info.value.response.status_code == 503
+    assert repo_id in str(info.value)
     same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
     with injected(hub_server, down):  # warm cache: the cached commit of `main` is used, with a warning
         sae = SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
@@ -163,12 +168,13 @@ def test_503_on_revision_info_names_the_repo_then_falls_back_to_the_cache(repo, 
 
 
 def test_stalled_revision_info_times_out_with_an_error_naming_the_repo(repo, hub_server, monkeypatch):
-    repo_id, _, tensors, cache = repo
+    repo_id, _, _, cache = repo
     monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
-    with injected(hub_server, stall(f"/api/models/{repo_id}/revision/", 2.5, times=99)):
-        with pytest.raises(LocalEntryNotFoundError) as info:
-            SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
-    assert repo_id in str(info.value) and "main" in str(info.value)
+    silent = stall(f"/api/models/{repo_id}/revision/", 2.5, times=99)
+    with injected(hub_server, silent), pytest.raises(LocalEntryNotFoundError) as info:
+        SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
+    assert repo_id in str(info.value)
+    assert "main" in str(info.value)
 
 
 def test_stalled_revision_info_with_a_warm_cache_uses_the_cached_commit(repo, hub_server, monkeypatch):

@@ -170,3 +170,29 @@ def test_gemma_scope_2_truncated_safetensors(tmp_path: Path) -> None:
     st.write_bytes(st.read_bytes()[:-100])
     with pytest.raises(FormatError, match=r"params\.safetensors"):
         read(raw.path)
+
+
+@pytest.mark.parametrize("variant", ["compressed", "fortran", "big-endian"])
+def test_npz_variants_read_the_same_arrays(tmp_path: Path, variant: str) -> None:
+    """Stored members are memory-mapped; compressed, Fortran-order or big-endian ones take np.load's path."""
+    raw = build_gemma_scope(tmp_path)
+    plain = {k: v.clone() for k, v in read(raw.path)[1].items()}  # the file is rewritten below
+    arrays = {k: v.numpy() for k, v in raw.tensors.items()}
+    if variant == "compressed":
+        np.savez_compressed(raw.path / "params.npz", **arrays)
+    elif variant == "fortran":
+        np.savez(raw.path / "params.npz", **{k: np.asfortranarray(v) for k, v in arrays.items()})
+    else:
+        np.savez(raw.path / "params.npz", **{k: v.astype(">f4") for k, v in arrays.items()})
+    _, again, _ = read(raw.path)
+    for name, value in plain.items():
+        assert torch.equal(again[name], value), name
+
+
+def test_stored_npz_is_memory_mapped_not_copied(tmp_path: Path) -> None:
+    raw = build_gemma_scope(tmp_path)
+    from sae_hub.formats._npz import read_npz
+
+    arrays = read_npz(raw.path / "params.npz")
+    assert not arrays["W_enc"].untyped_storage().resizable()  # a view of the mapped file, not an owned copy
+    assert torch.equal(arrays["W_enc"], raw.tensors["W_enc"])

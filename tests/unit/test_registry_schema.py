@@ -109,3 +109,13 @@ def test_url_entries_must_be_https():
 def test_not_yaml_is_refused_with_the_file_name():
     with pytest.raises(ConfigError, match=r"demo\.yaml: not valid YAML"):
         parse_file("releases: [unclosed", source="demo.yaml")
+
+
+def test_list_cells_stand_for_one_row_per_element():
+    text = GOOD.replace("rows: [[0, 12.5], [3, 40]]", "rows: [[[0, 1, 2], 12.5], [3, 40]]")
+    rel = _release(text)
+    assert rel.n_saes == 4 * 2 + 1 + 3
+    got = {(s.layer, s.l0) for s in rel.saes.values() if s.site == "res"}
+    assert got == {(0, 12.5), (1, 12.5), (2, 12.5), (3, 40.0)}
+    with pytest.raises(ConfigError, match="list cell"):
+        _release(GOOD.replace("rows: [[0, 12.5], [3, 40]]", "rows: [[[], 12.5]]"))
