@@ -1,6 +1,6 @@
 """Training benchmarks: real SmolLM2-135M-Instruct activations, every architecture, speed against SAELens.
 
-    python bench/bench_train.py [--tokens 262144] [--out bench/results/train.json]
+    python bench/bench_train.py [--tokens 32768] [--out bench/results/train.json]
 
 1. Text: English documentation available offline (Python's `pydoc_data.topics` plus the docstrings of
    the standard library, numpy and torch), written once to `<work>/corpus.txt`.
@@ -24,25 +24,115 @@ from pathlib import Path
 import torch
 
 HOOK = "blocks.15.hook_resid_post"
-MODULES = (
-    "collections itertools functools os re json string textwrap typing asyncio email http.client logging argparse "
-    "unittest decimal datetime pathlib subprocess threading multiprocessing socket ssl sqlite3 "
-    "xml.etree.ElementTree urllib.request csv zipfile tarfile shutil tempfile random statistics math inspect ast "
-    "dis io codecs locale gettext heapq bisect array struct enum dataclasses contextlib abc numbers fractions "
-    "hashlib hmac secrets time calendar difflib pprint reprlib copy weakref types operator glob fnmatch linecache "
-    "tokenize traceback warnings queue sched selectors signal zlib gzip bz2 lzma configparser optparse getopt "
-    "shlex cmd doctest pdb timeit trace pstats platform sysconfig venv importlib numpy numpy.linalg numpy.random "
-    "numpy.fft torch torch.nn torch.nn.functional torch.optim"
-).split()
+MODULES = [
+    "collections",
+    "itertools",
+    "functools",
+    "os",
+    "re",
+    "json",
+    "string",
+    "textwrap",
+    "typing",
+    "asyncio",
+    "email",
+    "http.client",
+    "logging",
+    "argparse",
+    "unittest",
+    "decimal",
+    "datetime",
+    "pathlib",
+    "subprocess",
+    "threading",
+    "multiprocessing",
+    "socket",
+    "ssl",
+    "sqlite3",
+    "xml.etree.ElementTree",
+    "urllib.request",
+    "csv",
+    "zipfile",
+    "tarfile",
+    "shutil",
+    "tempfile",
+    "random",
+    "statistics",
+    "math",
+    "inspect",
+    "ast",
+    "dis",
+    "io",
+    "codecs",
+    "locale",
+    "gettext",
+    "heapq",
+    "bisect",
+    "array",
+    "struct",
+    "enum",
+    "dataclasses",
+    "contextlib",
+    "abc",
+    "numbers",
+    "fractions",
+    "hashlib",
+    "hmac",
+    "secrets",
+    "time",
+    "calendar",
+    "difflib",
+    "pprint",
+    "reprlib",
+    "copy",
+    "weakref",
+    "types",
+    "operator",
+    "glob",
+    "fnmatch",
+    "linecache",
+    "tokenize",
+    "traceback",
+    "warnings",
+    "queue",
+    "sched",
+    "selectors",
+    "signal",
+    "zlib",
+    "gzip",
+    "bz2",
+    "lzma",
+    "configparser",
+    "optparse",
+    "getopt",
+    "shlex",
+    "cmd",
+    "doctest",
+    "pdb",
+    "timeit",
+    "trace",
+    "pstats",
+    "platform",
+    "sysconfig",
+    "venv",
+    "importlib",
+    "numpy",
+    "numpy.linalg",
+    "numpy.random",
+    "numpy.fft",
+    "torch",
+    "torch.nn",
+    "torch.nn.functional",
+    "torch.optim",
+]
 
 
 def build_corpus(path: Path) -> Path:
     """Write the English documentation corpus (one document per topic or docstring, blank-line separated)."""
     if path.is_file():
         return path
-    import warnings
-
     import pydoc_data.topics
+    import warnings
 
     docs: dict[str, None] = dict.fromkeys(pydoc_data.topics.topics.values())
     with warnings.catch_warnings():
@@ -69,12 +159,12 @@ def bench_generation(model, tokenizer, corpus: Path) -> dict[str, float]:
 
     cfg = TrainConfig(model=None, hooks=[HOOK], dataset=str(corpus), d_sae=8, k=1, context_size=128)
     it = iter_windows(cfg, tokenizer)
-    ids = torch.tensor([next(it) for _ in range(32)])
+    ids = torch.tensor([next(it) for _ in range(8)])
     out = {}
     for stop in (True, False, True, False):
         start = time.perf_counter()
-        for b in range(0, 32, 8):
-            capture_activations(model, [HOOK], ids[b : b + 8], stop_early=stop)
+        for b in range(0, 8, 4):
+            capture_activations(model, [HOOK], ids[b : b + 4], stop_early=stop)
         rate = ids.numel() / (time.perf_counter() - start)
         key = "early_stop_tok_s" if stop else "full_forward_tok_s"
         out[key] = max(out.get(key, 0.0), rate)
@@ -87,11 +177,25 @@ def base_config(work: Path, corpus: Path, tokens: int, **kw):
 
     return TrainConfig(
         **{
-            "model": "embedded", "hooks": [HOOK], "dataset": str(corpus), "context_size": 128, "model_batch_size": 8,
-            "activation_cache": str(work / "cache"), "buffer_tokens": 65_536, "eval_tokens": 16_384,
-            "total_tokens": tokens, "batch_size": 1024, "d_sae": 2304, "k": 32, "warmup_steps": 25,
-            "dead_after_tokens": 200_000, "output_dir": str(work / "runs"), "log_every": 50, **kw,
-        }  # fmt: skip
+            "model": "embedded",
+            "hooks": [HOOK],
+            "dataset": str(corpus),
+            "context_size": 128,
+            "model_batch_size": 8,
+            "activation_cache": str(work / "cache"),
+            "buffer_tokens": 16_384,
+            "eval_tokens": 4096,
+            "total_tokens": tokens,
+            "batch_size": 512,
+            "d_sae": 2304,
+            "k": 32,
+            "warmup_steps": 10,
+            "dead_after_tokens": 8192,
+            "eval_texts": 0,
+            "output_dir": str(work / "runs"),
+            "log_every": 16,
+            **kw,
+        }
     )
 
 
@@ -106,7 +210,9 @@ def bench_quality(work: Path, corpus: Path, tokens: int) -> dict[str, dict[str, 
     }  # fmt: skip
     results = {}
     for arch, extra in settings.items():
-        cfg = base_config(work, corpus, tokens, architecture=arch, output_dir=str(work / "runs" / arch), **extra)
+        cfg = base_config(
+            work, corpus, tokens, architecture=arch, output_dir=str(work / "runs" / arch), **extra
+        )
         start = time.perf_counter()
         sae = train(cfg)
         m = dict(sae.cfg.provenance.extra["metrics"])
@@ -117,17 +223,14 @@ def bench_quality(work: Path, corpus: Path, tokens: int) -> dict[str, dict[str, 
 
 
 def _cached_batches(work: Path, n_tokens: int) -> torch.Tensor:
+    """`n_tokens` cached activation rows (the cached rows repeated when the cache is smaller)."""
     from sae_hub.formats._safetensors import read_safetensors
 
-    rows = []
-    for shard in sorted((work / "cache").glob("shard_*.safetensors")):
-        rows.append(read_safetensors(shard)["acts.0"].clone())
-        if sum(r.shape[0] for r in rows) >= n_tokens:
-            break
-    return torch.cat(rows)[:n_tokens]
+    rows = torch.cat([read_safetensors(p)["acts.0"].clone() for p in sorted((work / "cache").glob("shard_*"))])
+    return rows.repeat(-(-n_tokens // rows.shape[0]), 1)[:n_tokens]
 
 
-def bench_throughput(work: Path, steps: int = 8, batch: int = 4096) -> dict[str, float]:
+def bench_throughput(work: Path, steps: int = 6, batch: int = 4096) -> dict[str, float]:
     """Training-loop tokens/s, sae_hub vs SAELens, TopK k=32, 8192 latents, fp32, identical activations."""
     from sae_lens import LoggingConfig, TopKTrainingSAE, TopKTrainingSAEConfig
     from sae_lens.config import SAETrainerConfig
@@ -142,7 +245,9 @@ def bench_throughput(work: Path, steps: int = 8, batch: int = 4096) -> dict[str,
         cfg = TrainConfig(model=None, hooks=[HOOK], architecture="topk", d_sae=8192, k=32, batch_size=batch,
                           total_tokens=batch * steps, buffer_tokens=batch * (steps + 2), eval_tokens=8192,
                           output_dir=str(work / "throughput"), log_every=steps)  # fmt: skip
-        train(cfg, source=TensorSource(acts, block_tokens=batch * (steps + 2), eval_tokens=8192, hooks=[HOOK]))
+        train(
+            cfg, source=TensorSource(acts, block_tokens=batch * (steps + 2), eval_tokens=8192, hooks=[HOOK])
+        )
         log = (work / "throughput" / "logs" / "sae" / "metrics.jsonl").read_text().splitlines()
         out["sae_hub_tok_s"] = max(out.get("sae_hub_tok_s", 0.0), json.loads(log[-1])["tokens_per_s"])
 
@@ -153,7 +258,9 @@ def bench_throughput(work: Path, steps: int = 8, batch: int = 4096) -> dict[str,
         trainer = SAETrainer(tcfg, sae, data)
         start = time.perf_counter()
         trainer.fit()
-        out["saelens_tok_s"] = max(out.get("saelens_tok_s", 0.0), batch * steps / (time.perf_counter() - start))
+        out["saelens_tok_s"] = max(
+            out.get("saelens_tok_s", 0.0), batch * steps / (time.perf_counter() - start)
+        )
         print(attempt, out)
     out["speedup"] = out["sae_hub_tok_s"] / out["saelens_tok_s"]
     return out
@@ -161,7 +268,7 @@ def bench_throughput(work: Path, steps: int = 8, batch: int = 4096) -> dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tokens", type=int, default=262_144, help="training tokens per architecture")
+    parser.add_argument("--tokens", type=int, default=32_768, help="training tokens per architecture")
     parser.add_argument("--work", default="/tmp/sae_hub_bench_train", help="corpus, cache and runs")
     parser.add_argument("--out", default="bench/results/train.json")
     parser.add_argument("--only", nargs="*", default=["generation", "quality", "throughput"])

@@ -32,19 +32,25 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'sae_hub' has no attribute {name!r}")
 
 
-__all__ = sorted(
-    [
-        *_LAZY,
-        "SAE",
-        "Provenance",
-        "SAEConfig",
-        "SparseCode",
-        "__version__",
-        "get_release",
-        "list_releases",
-        "resolve",
-        "search",
-        "splice",
-        "train",
-    ]
-)
+__all__ = [
+    "Edit",
+    "Provenance",
+    "SAE",
+    "SAEConfig",
+    "SparseCode",
+    "Steering",
+    "TrainConfig",
+    "__version__",
+    "evaluate",
+    "feature_activations",
+    "get_release",
+    "list_releases",
+    "load_model",
+    "logit_lens",
+    "resolve",
+    "resolve_hook",
+    "search",
+    "splice",
+    "top_features",
+    "train",
+]

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 class TopKCode(NamedTuple):
     """The k largest ReLU pre-activations per token: `values[n, j]` belongs to latent `indices[n, j]`."""
 

@@ -91,7 +91,8 @@ def sae_card(sae: SAE, repo_id: str, *, sae_id: str | None = None, metrics: Mapp
     return ModelCard.from_template(
         _card_data([sae], license=license),
         template_str=template("sae.md"),
-        title=f"{cfg.architecture} SAE on {prov.hook or 'an activation'}" + (f" ({prov.model})" if prov.model else ""),
+        title=f"{cfg.architecture} SAE on {prov.hook or 'an activation'}"
+        + (f" ({prov.model})" if prov.model else ""),
         architecture=cfg.architecture,
         training_architecture=tcfg.get("architecture"),
         hook=prov.hook or "unknown",

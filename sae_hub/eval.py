@@ -77,7 +77,9 @@ class EvalResult:
         counts = torch.histc(live, bins=len(DENSITY_LOG10_EDGES) - 1, min=-8, max=0) if live.numel() else None
         return {
             "log10_edges": DENSITY_LOG10_EDGES,
-            "counts": [int(c) for c in counts] if counts is not None else [0] * (len(DENSITY_LOG10_EDGES) - 1),
+            "counts": [int(c) for c in counts]
+            if counts is not None
+            else [0] * (len(DENSITY_LOG10_EDGES) - 1),
             "dead": self.dead_latents,
         }
 
@@ -186,7 +188,7 @@ def evaluate(
         x = store["x"][keep]
         check_width(point, x.shape[-1], sae.cfg.d_in, "d_in")
         _accumulate_activations(sums, sae, x, store.get("y", store["x"])[keep])
-    return _result(sums, sae, point.name, len(texts), dense_threshold)
+    return _result(sums, point.name, len(texts), dense_threshold)
 
 
 def _accumulate_activations(sums: _Sums, sae: SAE, x: Tensor, target: Tensor) -> None:
@@ -204,7 +206,7 @@ def _accumulate_activations(sums: _Sums, sae: SAE, x: Tensor, target: Tensor) ->
     sums.fired = fired if sums.fired is None else sums.fired + fired
 
 
-def _result(sums: _Sums, sae: SAE, hook: str, n_sequences: int, dense_threshold: float) -> EvalResult:
+def _result(sums: _Sums, hook: str, n_sequences: int, dense_threshold: float) -> EvalResult:
     if sums.n_tok == 0 or sums.n_pred == 0 or sums.x_sum is None or sums.fired is None:
         raise ConfigError("the texts gave no (non-special) tokens to evaluate on", field="texts")
     n, d = sums.n_tok, sums.x_sum.numel()
@@ -242,7 +244,9 @@ def _result(sums: _Sums, sae: SAE, hook: str, n_sequences: int, dense_threshold:
     )
 
 
-def plot_feature_density(result: EvalResult, path: str | os.PathLike[str], *, title: str | None = None) -> Path:
+def plot_feature_density(
+    result: EvalResult, path: str | os.PathLike[str], *, title: str | None = None
+) -> Path:
     """Write a PNG histogram of log10 feature density (dead latents noted in the title); needs matplotlib."""
     import matplotlib
 

@@ -17,11 +17,12 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
+from sae_hub._layout import IO, RESIDUAL_WIDTH, Layout, hook_table, module_dims, read_layout
 from sae_hub.errors import HookPointError
 
 if TYPE_CHECKING:
@@ -29,60 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-IO = Literal["output", "input"]
 HookFn = Callable[[Tensor], Tensor | None]
-
-# Per layer style: TransformerLens hook -> (submodule path relative to the layer, io, kind).
-# kind "norm": the tensor is the norm's output without its gain and bias; "mid": in(layer) + out(module).
-_LAYER_HOOKS: dict[str, dict[str, tuple[str, IO, str]]] = {
-    "llama": {
-        "hook_resid_pre": ("", "input", ""),
-        "attn.hook_z": ("self_attn.o_proj", "input", ""),
-        "hook_attn_out": ("self_attn", "output", ""),
-        "hook_resid_mid": ("self_attn", "output", "mid"),
-        "ln2.hook_normalized": ("post_attention_layernorm", "output", "norm"),
-        "mlp.hook_post": ("mlp.down_proj", "input", ""),
-        "hook_mlp_out": ("mlp", "output", ""),
-        "hook_resid_post": ("", "output", ""),
-    },
-    "gemma": {
-        "hook_resid_pre": ("", "input", ""),
-        "attn.hook_z": ("self_attn.o_proj", "input", ""),
-        "hook_attn_out": ("post_attention_layernorm", "output", ""),
-        "hook_resid_mid": ("post_attention_layernorm", "output", "mid"),
-        "ln2.hook_normalized": ("pre_feedforward_layernorm", "output", "norm"),
-        "mlp.hook_post": ("mlp.down_proj", "input", ""),
-        "hook_mlp_out": ("post_feedforward_layernorm", "output", ""),
-        "hook_resid_post": ("", "output", ""),
-    },
-    "gpt2": {
-        "hook_resid_pre": ("", "input", ""),
-        "attn.hook_z": ("attn.c_proj", "input", ""),
-        "hook_attn_out": ("attn", "output", ""),
-        "hook_resid_mid": ("attn", "output", "mid"),
-        "ln2.hook_normalized": ("ln_2", "output", "norm"),
-        "mlp.hook_post": ("mlp.c_proj", "input", ""),
-        "hook_mlp_out": ("mlp", "output", ""),
-        "hook_resid_post": ("", "output", ""),
-    },
-    "neox": {
-        "hook_resid_pre": ("", "input", ""),
-        "attn.hook_z": ("attention.dense", "input", ""),
-        "hook_attn_out": ("attention", "output", ""),
-        "hook_resid_mid": ("attention", "output", "mid"),
-        "ln2.hook_normalized": ("post_attention_layernorm", "output", "norm"),
-        "mlp.hook_post": ("mlp.dense_4h_to_h", "input", ""),
-        "hook_mlp_out": ("mlp", "output", ""),
-        "hook_resid_post": ("", "output", ""),
-    },
-    # any other decoder stack: only the residual stream around each layer
-    "generic": {
-        "hook_resid_pre": ("", "input", ""),
-        "hook_resid_post": ("", "output", ""),
-    },
-}
 _TL_RE = re.compile(r"^blocks\.(\d+)\.([a-z0-9_.]+)$")
-_RESIDUAL_WIDTH = {"hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out"}
 
 
 class _Handles:
@@ -209,105 +158,13 @@ def _unpack_input(
     raise HookPointError(f"module {where} was called without a tensor input to hook")
 
 
-# ---- model structure ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Layout:
-    modules: dict[str, nn.Module]
-    layers_path: str | None
-    n_layers: int
-    style: str
-    hidden: int | None
-    prefixes: tuple[str, ...]
-    embed_path: str | None
-
-
-def _text_config(model: nn.Module) -> Any:
-    config = getattr(model, "config", None)
-    if config is not None and hasattr(config, "get_text_config"):
-        return config.get_text_config()
-    return config
-
-
-def _layout(model: nn.Module) -> _Layout:
-    modules = dict(model.named_modules())
-    config = _text_config(model)
-    n_layers = getattr(config, "num_hidden_layers", None)
-    layers_path = next(
-        (
-            path
-            for path, mod in modules.items()
-            if isinstance(mod, nn.ModuleList) and n_layers is not None and len(mod) == n_layers
-        ),
-        None,
-    )
-    style = "generic"
-    if layers_path is not None:
-        style = _layer_style(modules[f"{layers_path}.0"])
-        if style == "neox" and getattr(config, "use_parallel_residual", False):
-            style = "neox_parallel"
-    prefixes = [""]
-    base = getattr(model, "base_model_prefix", "")
-    if base and base in modules:
-        prefixes.append(base + ".")
-    if layers_path and "." in layers_path:
-        prefixes.append(layers_path.rsplit(".", 1)[0] + ".")
-    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    embed_path = next((p for p, m in modules.items() if m is embed), None)
-    return _Layout(
-        modules=modules,
-        layers_path=layers_path,
-        n_layers=(n_layers or 0) if layers_path else 0,
-        style=style,
-        hidden=getattr(config, "hidden_size", None),
-        prefixes=tuple(dict.fromkeys(prefixes)),
-        embed_path=embed_path,
-    )
-
-
-def _layer_style(layer: nn.Module) -> str:
-    """Recognise the decoder-layer family from its submodule names."""
-    if hasattr(layer, "pre_feedforward_layernorm") and hasattr(layer, "post_feedforward_layernorm"):
-        return "gemma"
-    if hasattr(layer, "self_attn") and hasattr(layer, "post_attention_layernorm"):
-        return "llama" if hasattr(getattr(layer, "mlp", None), "down_proj") else "generic"
-    if hasattr(layer, "attn") and hasattr(layer, "ln_2"):
-        return "gpt2"
-    if hasattr(layer, "attention") and hasattr(getattr(layer, "mlp", None), "dense_4h_to_h"):
-        return "neox"
-    return "generic"
-
-
-def _hook_table(layout: _Layout) -> dict[str, tuple[str, IO, str]]:
-    if layout.style == "neox_parallel":
-        table = dict(_LAYER_HOOKS["neox"])
-        del table["hook_resid_mid"]  # parallel attention + MLP: there is no mid-layer residual
-        return table
-    return _LAYER_HOOKS[layout.style]
-
-
-def _module_dims(module: nn.Module) -> tuple[int | None, int | None]:
-    """(input width, output width) of linear, Conv1D, embedding and norm modules; else (None, None)."""
-    if isinstance(module, nn.Linear):
-        return module.in_features, module.out_features
-    if type(module).__name__ == "Conv1D":  # GPT-2: weight is [in, out]
-        return int(module.weight.shape[0]), int(module.weight.shape[1])
-    if isinstance(module, nn.Embedding):
-        return None, module.embedding_dim
-    weight = getattr(module, "weight", None)
-    if "Norm" in type(module).__name__ and isinstance(weight, Tensor) and weight.ndim == 1:
-        return int(weight.shape[0]), int(weight.shape[0])
-    return None, None
-
-
 def hook_names(model: nn.Module) -> list[str]:
     """List every TransformerLens-style hook name that resolves on `model`."""
-    layout = _layout(model)
+    layout = read_layout(model)
     names = ["hook_embed"] if layout.embed_path else []
     if layout.layers_path is None:
         return names
-    table = _hook_table(layout)
+    table = hook_table(layout)
     return names + [f"blocks.{i}.{hook}" for i in range(layout.n_layers) for hook in table]
 
 
@@ -320,7 +177,7 @@ def resolve_hook(model: nn.Module, name: str) -> HookPoint:
     Raises:
         HookPointError: the name does not resolve; the message lists the valid names.
     """
-    layout = _layout(model)
+    layout = read_layout(model)
     point = _resolve_tl(layout, name) if name == "hook_embed" or _TL_RE.match(name) else None
     if point is None:
         point = _resolve_path(layout, name)
@@ -330,7 +187,7 @@ def resolve_hook(model: nn.Module, name: str) -> HookPoint:
     return point
 
 
-def _resolve_tl(layout: _Layout, name: str) -> HookPoint | None:
+def _resolve_tl(layout: Layout, name: str) -> HookPoint | None:
     if name == "hook_embed":
         if layout.style == "gemma" and layout.layers_path:
             # Gemma scales embeddings by sqrt(d_model) (inside the module in 5.x, after it in 4.x):
@@ -352,7 +209,7 @@ def _resolve_tl(layout: _Layout, name: str) -> HookPoint | None:
     match = _TL_RE.match(name)
     assert match is not None
     layer, hook = int(match.group(1)), match.group(2)
-    table = _hook_table(layout) if layout.layers_path else {}
+    table = hook_table(layout) if layout.layers_path else {}
     if hook not in table:
         return None
     if not 0 <= layer < layout.n_layers:
@@ -365,10 +222,10 @@ def _resolve_tl(layout: _Layout, name: str) -> HookPoint | None:
     module = layout.modules.get(path)
     if module is None:
         return None
-    if hook in _RESIDUAL_WIDTH or kind == "norm":
+    if hook in RESIDUAL_WIDTH or kind == "norm":
         width = layout.hidden
     else:
-        width = _module_dims(module)[0 if io == "input" else 1]
+        width = module_dims(module)[0 if io == "input" else 1]
     return HookPoint(
         name=name,
         module=module,
@@ -382,7 +239,7 @@ def _resolve_tl(layout: _Layout, name: str) -> HookPoint | None:
     )
 
 
-def _resolve_path(layout: _Layout, name: str) -> HookPoint | None:
+def _resolve_path(layout: Layout, name: str) -> HookPoint | None:
     candidates: list[tuple[str, IO]] = [(name, "output")]
     for suffix in ("output", "input"):
         if name.endswith("." + suffix):
@@ -395,17 +252,17 @@ def _resolve_path(layout: _Layout, name: str) -> HookPoint | None:
     return None
 
 
-def _path_point(layout: _Layout, name: str, path: str, io: IO) -> HookPoint:
+def _path_point(layout: Layout, name: str, path: str, io: IO) -> HookPoint:
     layer = None
     if layout.layers_path and path.startswith(layout.layers_path + "."):
         layer = int(path[len(layout.layers_path) + 1 :].split(".", 1)[0])
     canonical = _canonical_of(layout, path, io, layer)
     module = layout.modules[path]
-    width = _module_dims(module)[0 if io == "input" else 1]
+    width = module_dims(module)[0 if io == "input" else 1]
     if width is None and canonical is not None:
         width = (
             layout.hidden
-            if canonical == "hook_embed" or canonical.rsplit(".", 1)[-1] in _RESIDUAL_WIDTH
+            if canonical == "hook_embed" or canonical.rsplit(".", 1)[-1] in RESIDUAL_WIDTH
             else None
         )
     return HookPoint(
@@ -413,25 +270,25 @@ def _path_point(layout: _Layout, name: str, path: str, io: IO) -> HookPoint:
     )
 
 
-def _canonical_of(layout: _Layout, path: str, io: IO, layer: int | None) -> str | None:
+def _canonical_of(layout: Layout, path: str, io: IO, layer: int | None) -> str | None:
     """The TransformerLens name of a plain module input/output, when one maps to it exactly."""
     if path == layout.embed_path and io == "output" and layout.style != "gemma":
         return "hook_embed"
     if layer is None or layout.layers_path is None:
         return None
     layer_path = f"{layout.layers_path}.{layer}"
-    for hook, (sub, hook_io, kind) in _hook_table(layout).items():
+    for hook, (sub, hook_io, kind) in hook_table(layout).items():
         target = f"{layer_path}.{sub}" if sub else layer_path
         if not kind and target == path and hook_io == io:
             return f"blocks.{layer}.{hook}"
     return None
 
 
-def _unknown_message(model: nn.Module, layout: _Layout, name: str) -> str:
+def _unknown_message(model: nn.Module, layout: Layout, name: str) -> str:
     kind = type(model).__name__
     lines = [f"hook {name!r} does not resolve on {kind}."]
     if layout.layers_path is not None:
-        hooks = ", ".join(_hook_table(layout))
+        hooks = ", ".join(hook_table(layout))
         lines.append(
             f"Valid TransformerLens-style names: hook_embed, blocks.L.{{{hooks}}} "
             f"for L in 0..{layout.n_layers - 1}."

@@ -9,6 +9,7 @@ and a release card listing every SAE, including ones pushed earlier.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ def _write_sae(sae: SAE, folder: Path, repo_id: str, sae_id: str | None, metrics
     card.save(folder / "README.md")
 
 
-def _existing_manifest(api: Any, repo_id: str, revision: str | None, parent: str | None) -> dict[str, Any]:
+def _existing_manifest(api: Any, repo_id: str, parent: str | None) -> dict[str, Any]:
     """SAEs listed in the repo's current top-level config.json (none when it has no manifest)."""
     from huggingface_hub.errors import EntryNotFoundError
 
@@ -78,6 +79,11 @@ def _commit(repo_id: str, stage: Any, *, commit_message: str, token: str | bool 
         except HfHubHTTPError as exc:
             if exc.response is None or exc.response.status_code != 412:
                 raise
+            landed = _landed(api, repo_id, revision, Path(tmp))
+            if landed is not None:  # our commit went through, its answer was lost, the client's retry got 412
+                logger.info("pushed to %s: %s (the commit's response was lost; found it on the branch)",
+                            repo_id, landed)  # fmt: skip
+                return f"{api.endpoint}/{repo_id}/commit/{landed}"
             raise PushConflictError(
                 f"{repo_id}@{revision or 'main'} moved past {parent} while pushing (someone else committed); "
                 "nothing was pushed and their files are untouched. Push again to add yours on top.",
@@ -85,6 +91,24 @@ def _commit(repo_id: str, stage: Any, *, commit_message: str, token: str | bool 
             ) from exc
     logger.info("pushed to %s: %s", repo_id, info.commit_url)
     return str(info.pr_url or info.commit_url)
+
+
+def _landed(api: Any, repo_id: str, revision: str | None, staged: Path) -> str | None:
+    """The branch head if it already holds every staged file byte for byte, else None."""
+    head = api.repo_info(repo_id, revision=revision).sha
+    paths = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    remote = {f.path: f for f in api.get_paths_info(repo_id, paths, revision=head)}
+    for path in paths:
+        data, entry = (staged / path).read_bytes(), remote.get(path)
+        if entry is None:
+            return None
+        if entry.lfs is not None:
+            same = entry.lfs.sha256 == hashlib.sha256(data).hexdigest()
+        else:
+            same = entry.blob_id == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        if not same:
+            return None
+    return head
 
 
 def push_run(saes: Mapping[str, SAE], repo_id: str, *, commit_message: str | None = None,
@@ -98,7 +122,7 @@ def push_run(saes: Mapping[str, SAE], repo_id: str, *, commit_message: str | Non
         raise ValueError("push_run needs at least one SAE")
 
     def stage(root: Path, api: Any, parent: str | None) -> None:
-        previous = _existing_manifest(api, repo_id, revision, parent)
+        previous = _existing_manifest(api, repo_id, parent)
         for sae_id, sae in saes.items():
             _write_sae(sae, root / sae_id, repo_id, sae_id, None, None, license)
         manifest = {"kind": MANIFEST_KIND, "library_name": cards.LIBRARY_NAME,
@@ -130,7 +154,7 @@ def push_sae(sae: SAE, repo_id: str, *, path_in_repo: str | None = None, commit_
         return push_run({sae_id: sae}, repo_id, commit_message=commit_message or f"Upload SAE {sae_id}",
                         token=token, private=private, revision=revision, create_pr=create_pr, license=license)  # fmt: skip
 
-    def stage(root: Path, api: Any, parent: str | None) -> None:
+    def stage(root: Path, _api: Any, _parent: str | None) -> None:
         _write_sae(sae, root, repo_id, None, metrics, training_config, license)
 
     return _commit(repo_id, stage, commit_message=commit_message or "Upload SAE with sae_hub", token=token,

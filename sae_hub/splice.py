@@ -114,10 +114,11 @@ class Splice:
                 self.features[key] = f.detach()
             if self.error_term:
                 return None
-            if f is None or sae.cfg.skip_connection:
-                recon = sae(x)
-            else:  # reuse the features already computed
+            # reuse the features when they were computed (skip transcoders also need x @ W_skip)
+            if f is not None and not sae.cfg.skip_connection:
                 recon = sae.decode(f, sae.normalize(x)[1])
+            else:
+                recon = sae(x)
             if out_point is not None:
                 pending[:] = [recon]
                 return None

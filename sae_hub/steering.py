@@ -60,7 +60,9 @@ class Edit:
 
     def __post_init__(self) -> None:
         if not isinstance(self.feature, int) or isinstance(self.feature, bool) or self.feature < 0:
-            raise ConfigError(f"edit feature must be a non-negative int, got {self.feature!r}", field="feature")
+            raise ConfigError(
+                f"edit feature must be a non-negative int, got {self.feature!r}", field="feature"
+            )
         if self.mode not in get_args(Mode):
             raise ConfigError(
                 f"edit mode must be one of {list(get_args(Mode))}, got {self.mode!r}", field="mode"
@@ -68,7 +70,9 @@ class Edit:
         if not isinstance(self.value, int | float) or isinstance(self.value, bool):
             raise ConfigError(f"edit value must be a number, got {self.value!r}", field="value")
         if self.mode == "ablate" and self.value != 0:
-            raise ConfigError("ablate sets the feature to 0; use mode='clamp' for another value", field="value")
+            raise ConfigError(
+                "ablate sets the feature to 0; use mode='clamp' for another value", field="value"
+            )
         if self.normalize and self.mode != "add":
             raise ConfigError("normalize applies to mode='add' only", field="normalize")
 
@@ -263,7 +267,9 @@ class Steering:
     def to_dict(self) -> dict[str, Any]:
         """Return the recipe: model, SAE source, hook, position policy and edits (JSON-ready)."""
         prov = self.sae.provenance
-        source = {k: getattr(prov, k) for k in ("release", "sae_id", "repo_id", "revision") if getattr(prov, k)}
+        source = {
+            k: getattr(prov, k) for k in ("release", "sae_id", "repo_id", "revision") if getattr(prov, k)
+        }
         return {
             "format": RECIPE_FORMAT,
             "version": RECIPE_VERSION,

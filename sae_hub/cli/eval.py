@@ -18,14 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sae", help="registry release, Hub repo id or local folder of the SAE")
     parser.add_argument("sae_id", nargs="?", default=None, help="SAE id inside the release or repo")
     parser.add_argument("--texts", required=True, type=Path, help="text file (one per line) or .jsonl")
-    parser.add_argument("--model", default="embedded", help="transformers model id or path (default: embedded)")
+    parser.add_argument(
+        "--model", default="embedded", help="transformers model id or path (default: embedded)"
+    )
     parser.add_argument("--hook", default=None, help="hook point (default: the SAE's provenance hook)")
     parser.add_argument("--revision", default=None, help="SAE repo revision")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=128, help="tokens per text (truncated)")
     parser.add_argument("--max-texts", type=int, default=None, help="use only the first N texts")
     parser.add_argument("--device", default=None, help="torch device (default: cpu)")
-    parser.add_argument("--output", type=Path, default=Path("eval.json"), help="JSON results (default eval.json)")
+    parser.add_argument(
+        "--output", type=Path, default=Path("eval.json"), help="JSON results (default eval.json)"
+    )
     parser.add_argument("--plot", type=Path, default=None, help="also write a feature-density histogram PNG")
 
 
@@ -38,7 +42,9 @@ def read_texts(path: Path) -> list[str]:
         try:
             return [str(json.loads(line)["text"]) for line in lines]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: every line must be a JSON object with a 'text' field", field="texts") from exc
+            raise ConfigError(
+                f"{path}: every line must be a JSON object with a 'text' field", field="texts"
+            ) from exc
     return lines
 
 

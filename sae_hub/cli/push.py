@@ -6,9 +6,13 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="an SAE folder, or a training run's output_dir (its saes/ sub-folders)")
+    parser.add_argument(
+        "folder", help="an SAE folder, or a training run's output_dir (its saes/ sub-folders)"
+    )
     parser.add_argument("repo_id", help="Hub repository, e.g. me/my-saes")
-    parser.add_argument("--path-in-repo", default=None, help="folder inside the repo (default: root or hook names)")
+    parser.add_argument(
+        "--path-in-repo", default=None, help="folder inside the repo (default: root or hook names)"
+    )
     parser.add_argument("--message", default=None, help="commit message")
     parser.add_argument("--revision", default=None, help="branch to push to")
     parser.add_argument("--private", action="store_true", default=None, help="create the repo as private")

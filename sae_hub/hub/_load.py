@@ -78,7 +78,7 @@ def _finish(cfg: SAEConfig, located: Located) -> SAEConfig:
     if located.commit is not None:
         prov["revision"] = located.commit
     if target.url is not None:
-        prov["extra"] = {**cfg.provenance.extra, "url": target.url}
+        prov["extra"] = {**cfg.provenance.extra, "url": target.source_url or target.url}
     return cfg.with_provenance(**prov)
 
 

@@ -19,6 +19,9 @@ class Target:
     repo_id: str | None
     path: str
     url: str | None = None
+    """Where the single file is fetched from (the registry URL on `SAE_HUB_OPENAI_BASE_URL`)."""
+    source_url: str | None = None
+    """The URL the registry publishes (kept in provenance)."""
     format: str | None = None
     """Adapter name when the registry knows it; None means detect from the files."""
     release: str | None = None
@@ -73,6 +76,7 @@ def target_for(name: str, sae_id: str | None) -> Target:
             repo_id=r.repo_id,
             path=(r.path or "").strip("/"),
             url=openai_url(r.url) if r.url else None,
+            source_url=r.url,
             format=r.format,
             release=r.release,
             sae_id=r.sae_id,

@@ -132,4 +132,8 @@ class ModelSource:
         return self.block_with_ids(index)[0]
 
     def eval_block(self) -> list[Tensor]:
-        return self.rows(0, self.eval_windows)[0] if self.eval_windows else [torch.empty(0, d) for d in self.d_in]
+        return (
+            self.rows(0, self.eval_windows)[0]
+            if self.eval_windows
+            else [torch.empty(0, d) for d in self.d_in]
+        )

@@ -46,7 +46,8 @@ class ShuffleBuffer:
         while True:
             if self._rows is None:
                 self._load()
-            assert self._perm is not None and self._rows is not None
+            assert self._perm is not None
+            assert self._rows is not None
             if (self.batch + 1) * self.batch_size <= self._perm.numel():
                 share = self.batch_size // self.world
                 start = self.batch * self.batch_size + self.rank * share

@@ -155,12 +155,17 @@ class CachedSource:
 
     def block(self, index: int) -> list[Tensor]:
         n = len(self.manifest["shards"])
-        if index >= n or index in self.damaged:
-            if self._make_source is not None:
-                self.build_block(index)
-            elif n:
-                index %= n  # a read-only cache shorter than the run: go round again
+        if self._make_source is not None and (index >= n or index in self.damaged):
+            self.build_block(index)
+        elif self._make_source is None and n:
+            index %= n  # a read-only cache shorter than the run: go round again
         entry = self.manifest["shards"][index]
+        if index in self.damaged:  # never read a shard whose size or header disagrees with the manifest
+            raise FormatError(
+                "activation cache shard is damaged (truncated, missing or rewritten) and no model was given "
+                "to rebuild it",
+                path=str(self.folder / entry["file"]),
+            )
         data = read_safetensors(self.folder / entry["file"])
         return [data[f"acts.{j}"] for j in range(len(self.hooks))]
 

@@ -59,9 +59,13 @@ def save_checkpoint(root: str | os.PathLike[str], step: int, tensors: dict[str, 
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        write_text_atomic(root / LATEST, final.name + "\n")
+    except OSError as exc:  # e.g. disk full: say which checkpoint failed and which one is still good
+        previous = latest_checkpoint(root)
+        raise OSError(exc.errno, f"could not write checkpoint {final} ({exc.strerror or exc}); the previous "
+                      f"checkpoint {previous or '(none)'} is intact and `latest` still points at it") from exc  # fmt: skip
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    write_text_atomic(root / LATEST, final.name + "\n")
     done = sorted(p for p in root.glob("step_*") if p.is_dir())
     for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -93,7 +97,9 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:
     diffs = [f"{f}: checkpoint {saved.get(f)!r}, config {current.get(f)!r}" for f in fields
              if saved.get(f) != current.get(f)]  # fmt: skip
     if diffs:
-        raise CheckpointMismatchError("cannot resume: the config differs from the checkpoint in " + "; ".join(diffs))
+        raise CheckpointMismatchError(
+            "cannot resume: the config differs from the checkpoint in " + "; ".join(diffs)
+        )
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -110,7 +116,9 @@ def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tenso
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]
+) -> None:
     """Inverse of `optimizer_tensors`."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():

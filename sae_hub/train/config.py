@@ -222,11 +222,15 @@ class TrainConfig:
                 need = ">= 0" if name in nonneg else "> 0"
                 raise ConfigError(f"{name} must be a finite number {need}, got {value!r}", field=name)
         if not 0 < self.threshold_ema < 1:
-            raise ConfigError(f"threshold_ema must be in (0, 1), got {self.threshold_ema!r}", field="threshold_ema")
+            raise ConfigError(
+                f"threshold_ema must be in (0, 1), got {self.threshold_ema!r}", field="threshold_ema"
+            )
         if not 0 <= self.decay_start <= 1:
             raise ConfigError(f"decay_start must be in [0, 1], got {self.decay_start!r}", field="decay_start")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", field="adam_betas")
+            raise ConfigError(
+                f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}", field="adam_betas"
+            )
         if self.target_l0 is not None and not self.target_l0 > 0:
             raise ConfigError(f"target_l0 must be > 0 or null, got {self.target_l0!r}", field="target_l0")
         if self.batch_size > self.buffer_tokens:
@@ -242,7 +246,8 @@ class TrainConfig:
         if self.d_sae is not None and self.k > self.d_sae:
             raise ConfigError(f"k ({self.k}) must not exceed d_sae ({self.d_sae})", field="k")
         if self.matryoshka_groups is not None and (
-            not self.matryoshka_groups or not all(isinstance(g, int) and g > 0 for g in self.matryoshka_groups)
+            not self.matryoshka_groups
+            or not all(isinstance(g, int) and g > 0 for g in self.matryoshka_groups)
         ):
             raise ConfigError(
                 f"matryoshka_groups must be positive ints, got {self.matryoshka_groups!r}",
@@ -250,7 +255,8 @@ class TrainConfig:
             )
         if self.model_dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(
-                f"model_dtype must be float32, bfloat16 or float16, got {self.model_dtype!r}", field="model_dtype"
+                f"model_dtype must be float32, bfloat16 or float16, got {self.model_dtype!r}",
+                field="model_dtype",
             )
 
     # ---- dict and file forms ------------------------------------------------------------------

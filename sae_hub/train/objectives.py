@@ -121,7 +121,9 @@ class TrainingSAE(nn.Module):
             if self.fused:
                 values, indices = fused_topk(x_c, sae.W_enc, sae.b_enc, self.k)
             else:
-                values, indices = torch.topk(torch.relu(torch.addmm(sae.b_enc, x_c, sae.W_enc)), self.k, dim=-1)
+                values, indices = torch.topk(
+                    torch.relu(torch.addmm(sae.b_enc, x_c, sae.W_enc)), self.k, dim=-1
+                )
             recon = _sparse.gather_decode(values, indices, sae.W_dec) + sae.b_dec
             fired = torch.zeros(sae.cfg.d_sae, dtype=torch.bool, device=x.device)
             fired[indices[values > 0]] = True
@@ -162,14 +164,18 @@ class TrainingSAE(nn.Module):
         fired[cols] = True
         min_active = values.detach().min() if values.numel() else x.new_tensor(float("inf"))
         if self.arch == "batchtopk":
-            recon = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values) + sae.b_dec
+            recon = (
+                F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values) + sae.b_dec
+            )
             recon_loss = _sum_sq(x - recon)
         else:  # Matryoshka: mean of the prefix losses, each prefix adding one group of latents
             recon = sae.b_dec.expand_as(x)
             losses, start = [], 0
             for size in self.groups:
                 in_group = (cols >= start) & (cols < start + size)
-                part = F.embedding_bag(cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values * in_group)
+                part = F.embedding_bag(
+                    cols, sae.W_dec, offsets, mode="sum", per_sample_weights=values * in_group
+                )
                 recon = recon + part
                 losses.append(_sum_sq(x - recon))
                 start += size
@@ -214,4 +220,7 @@ class SAEGroup(nn.Module):
                 dead: list[Tensor] | None = None) -> list[StepOutput]:  # fmt: skip
         """Run every member on its own hook's batch."""
         dead = dead or [None] * len(self.members)  # type: ignore[list-item]
-        return [m(x, sparsity_scale=sparsity_scale, dead=d) for m, x, d in zip(self.members, xs, dead, strict=True)]
+        return [
+            m(x, sparsity_scale=sparsity_scale, dead=d)
+            for m, x, d in zip(self.members, xs, dead, strict=True)
+        ]

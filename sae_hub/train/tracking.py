@@ -34,5 +34,5 @@ class JSONLTracker(GeneralTracker):
     def store_init_configuration(self, values: dict[str, Any]) -> None:
         self._append({"config": values, "time": time.time()})
 
-    def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
+    def log(self, values: dict[str, Any], step: int | None = None, **_kwargs: Any) -> None:
         self._append({"step": step, "time": time.time(), **values})

@@ -91,7 +91,9 @@ def _loaded_model(cfg: TrainConfig, accelerator: Any, loaded: dict[str, Any]) ->
     return loaded["model"], loaded["tokenizer"]
 
 
-def _initial_state(cfg: TrainConfig, source: ActivationSource, model_id: str | None) -> tuple[list[TrainingSAE], list[float]]:
+def _initial_state(
+    cfg: TrainConfig, source: ActivationSource, model_id: str | None
+) -> tuple[list[TrainingSAE], list[float]]:
     """Build the SAEs (seeded), scale factors and b_dec from a sample of the first block."""
     first = source.block(0)
     members, scales = [], []
@@ -163,7 +165,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, source: ActivationSource | 
     scale_t = [torch.tensor(s, device=accelerator.device) for s in scales]
     t0, tokens_done = time.perf_counter(), 0
     while step < cfg.steps:
-        xs = [x.to(accelerator.device, non_blocking=True) * s for x, s in zip(buffer.next(), scale_t, strict=True)]
+        xs = [
+            x.to(accelerator.device, non_blocking=True) * s
+            for x, s in zip(buffer.next(), scale_t, strict=True)
+        ]
         dead = [m.dead_mask(cfg.dead_after_tokens) for m in raw.members]
         outs = group(xs, sparsity_scale=mechanics.sparsity_factor(step, cfg), dead=dead)
         accelerator.backward(sum(o.loss for o in outs))
@@ -200,7 +205,9 @@ def _flat(d: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(v, bool | int | float | str) or v is None else str(v) for k, v in d.items()}
 
 
-def _metrics(accelerator: Any, raw: SAEGroup, outs: list[Any], cfg: TrainConfig, lr: float) -> dict[str, float]:
+def _metrics(
+    accelerator: Any, raw: SAEGroup, outs: list[Any], cfg: TrainConfig, lr: float
+) -> dict[str, float]:
     """Averages over ranks of the last step's loss terms; dead % from the shared counters."""
     stacked = torch.stack([torch.stack([o.loss.detach().float(), o.mse, o.fvu, o.l0, o.aux]) for o in outs])
     mean = accelerator.reduce(stacked.to(accelerator.device), reduction="mean").cpu()
@@ -219,7 +226,9 @@ def _save(accelerator: Any, root: Path, step: int, cfg: TrainConfig, raw: SAEGro
     """Every rank reaches the barrier; the main process writes (state is identical on all ranks)."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        opt_tensors, opt_meta = ckpt.optimizer_tensors(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer)
+        opt_tensors, opt_meta = ckpt.optimizer_tensors(
+            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+        )
         tensors = {f"model.{k}": v for k, v in raw.state_dict().items()} | opt_tensors
         tensors["rng.torch"] = torch.get_rng_state()
         state = {"step": step, "buffer": buffer.state(), "optimizer": opt_meta, "scales": scales,
@@ -234,7 +243,9 @@ def _restore(folder: Path, cfg: TrainConfig, raw: SAEGroup, optimizer: Any, sche
     tensors, state = ckpt.load_checkpoint(folder)
     ckpt.check_compatible(state["config"], cfg.to_dict())
     device = next(raw.parameters()).device
-    model_state = {k.removeprefix("model."): v.to(device) for k, v in tensors.items() if k.startswith("model.")}
+    model_state = {
+        k.removeprefix("model."): v.to(device) for k, v in tensors.items() if k.startswith("model.")
+    }
     raw.load_state_dict(model_state)
     inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
     ckpt.restore_optimizer(inner, {k: v.to(device) for k, v in tensors.items()}, state["optimizer"])

@@ -243,3 +243,38 @@ def test_pt_with_arbitrary_objects_is_refused(hub_server, tmp_path):
     )
     with pytest.raises(FormatError, match=r"\.pt"):
         SAE.from_pretrained(release, sae_id, force_download=True)
+
+
+# ---- offline -----------------------------------------------------------------------------------
+
+
+def test_registry_release_offline_cold_and_warm(hub_server, make_repo, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    release, (sae_id, *_), _ = release_for("gemma-scope")
+    resolved = registry.resolve(release, sae_id)
+    publish(hub_server, make_repo, BUILDERS["gemma-scope"](tmp_path, resolved.path, seed=7), resolved)
+    hub_server.clear_log()
+    with pytest.raises(LocalEntryNotFoundError) as info:
+        SAE.from_pretrained(release, sae_id, cache_dir=tmp_path / "cold", local_files_only=True)
+    assert f"sae-hub download {release} {sae_id}" in str(info.value)
+    assert resolved.repo_id in str(info.value)
+
+    url_release, (_, url_id, *_), options = release_for("openai")
+    url_resolved = registry.resolve(url_release, url_id)
+    publish(
+        hub_server,
+        make_repo,
+        BUILDERS["openai"](tmp_path, url_resolved.path, seed=8, **options),
+        url_resolved,
+    )
+    online = [SAE.from_pretrained(release, sae_id), SAE.from_pretrained(url_release, url_id)]
+    hub_server.clear_log()
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    offline = [SAE.from_pretrained(release, sae_id), SAE.from_pretrained(url_release, url_id)]
+    assert hub_server.log == []
+    for a, b in zip(online, offline, strict=True):
+        x = inputs(a.cfg.d_in).float()
+        torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
+    assert offline[1].cfg.provenance.extra["url"] == url_resolved.url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,20 +71,25 @@ def test_push_sae_is_one_commit_with_card_and_loads_back(hub_server):
     card = ModelCard.load("tester/one-sae")
     meta = front_matter(str(card))
     assert meta["library_name"] == "sae_hub"
-    assert "sparse-autoencoder" in meta["tags"] and "batchtopk" in meta["tags"]
+    assert "sparse-autoencoder" in meta["tags"]
+    assert "batchtopk" in meta["tags"]
     assert meta["base_model"] == ["HuggingFaceTB/SmolLM2-135M-Instruct"]
     assert meta["datasets"] == ["org/corpus"]
     assert meta["license"] == "apache-2.0"
     body = card.text
     assert 'SAE.from_pretrained("tester/one-sae")' in body
-    assert "`blocks.6.hook_resid_post`" in body and "| d_in | 16 |" in body and "| width (d_sae) | 64 |" in body
-    assert "| L0 (mean active latents per token) | 31.5 |" in body and "0.123" in body
+    assert "`blocks.6.hook_resid_post`" in body
+    assert "| d_in | 16 |" in body
+    assert "| width (d_sae) | 64 |" in body
+    assert "| L0 (mean active latents per token) | 31.5 |" in body
+    assert "0.123" in body
     theta = sae.threshold.detach()
     assert f"{float(theta.min()):.4g} / " in body  # k/threshold row
     assert "total_tokens: 40960" in body  # the training config
     again = SAE.from_pretrained("tester/one-sae")
     assert_same(sae, again)
-    assert again.cfg.architecture == "batchtopk" and again.cfg.provenance.hook == "blocks.6.hook_resid_post"
+    assert again.cfg.architecture == "batchtopk"
+    assert again.cfg.provenance.hook == "blocks.6.hook_resid_post"
 
 
 def test_push_run_into_subfolders_then_add_one(hub_server):
@@ -93,18 +99,18 @@ def test_push_run_into_subfolders_then_add_one(hub_server):
     push_run(saes, "tester/run")
     assert len(hub_server.requests_matching("/commit/", method="POST")) == 1
     api = HfApi()
-    manifest = json.loads(open(api.hf_hub_download("tester/run", "config.json")).read())
+    manifest = json.loads(Path(api.hf_hub_download("tester/run", "config.json")).read_text())
     assert sorted(manifest["saes"]) == ["layer_2", "layer_4"]
     third = trained_like("relu", 6, "blocks.6.hook_resid_post")
     push_sae(third, "tester/run", path_in_repo="layer_6")
-    manifest = json.loads(open(api.hf_hub_download("tester/run", "config.json")).read())
+    manifest = json.loads(Path(api.hf_hub_download("tester/run", "config.json")).read_text())
     assert sorted(manifest["saes"]) == ["layer_2", "layer_4", "layer_6"]
     release = ModelCard.load("tester/run")
     assert front_matter(str(release))["library_name"] == "sae_hub"
     for sid in ("layer_2", "layer_4", "layer_6"):
         assert f"[`{sid}`]({sid}/README.md)" in release.text
     sub_card = api.hf_hub_download("tester/run", "layer_4/README.md")
-    assert 'SAE.from_pretrained("tester/run", "layer_4")' in open(sub_card).read()
+    assert 'SAE.from_pretrained("tester/run", "layer_4")' in Path(sub_card).read_text()
     assert_same(saes["layer_4"], SAE.from_pretrained("tester/run", "layer_4"))
     assert_same(third, SAE.from_pretrained("tester/run", "layer_6"))
 

@@ -51,7 +51,8 @@ def test_two_processes_match_one(tmp_path):
     b = SAE.from_pretrained(tmp_path / "two" / "saes" / "h")
     for name, t in a.state_tensors().items():
         torch.testing.assert_close(b.state_tensors()[name], t, rtol=1e-4, atol=1e-5, msg=name)
-    assert "processes 2 rank 0" in two.stdout and "processes 2 rank 1" in two.stdout
+    assert "processes 2 rank 0" in two.stdout
+    assert "processes 2 rank 1" in two.stdout
     assert a.cfg.provenance.extra["metrics"]["fvu"] == pytest.approx(
         b.cfg.provenance.extra["metrics"]["fvu"], rel=1e-3
     )

@@ -67,4 +67,5 @@ def test_architecture_recovers_ground_truth_features(arch, tmp_path):
     fvu = float((held_out - recon).pow(2).sum() / (held_out - held_out.mean(0)).pow(2).sum())
     assert fvu == pytest.approx(metrics["fvu"], rel=1e-4)
     reloaded = SAE.from_pretrained(tmp_path / "saes" / "synthetic")
-    assert torch.equal(reloaded.W_enc, sae.W_enc) and reloaded.cfg.architecture == sae.cfg.architecture
+    assert torch.equal(reloaded.W_enc, sae.W_enc)
+    assert reloaded.cfg.architecture == sae.cfg.architecture

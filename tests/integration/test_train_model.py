@@ -17,7 +17,7 @@ from sae_hub.train.cache import MANIFEST, CachedSource
 from sae_hub.train.config import TrainConfig
 
 pytest.importorskip("transformers")
-from fixtures.tiny_models import byte_tokenizer, tiny_model  # noqa: E402
+from fixtures.tiny_models import byte_tokenizer, tiny_model
 
 HOOKS = ["blocks.0.hook_resid_post", "blocks.1.hook_mlp_out"]
 TEXT = "\n\n".join(
@@ -51,13 +51,16 @@ def test_cache_round_trip_and_truncated_shard_rebuilt(tmp_path):
     n = cache.ensure(cfg.total_tokens, cfg.batch_size)
     assert n >= 2
     manifest = json.loads((tmp_path / "cache" / MANIFEST).read_text())
-    assert manifest["hooks"] == HOOKS and len(manifest["shards"]) == n
+    assert manifest["hooks"] == HOOKS
+    assert len(manifest["shards"]) == n
     for i in (0, 1):
         want = direct.block(i)
         assert 470 < want[0].shape[0] < 512 - 16  # 16 windows: every window's BOS and separators excluded
         for got, ref in zip(CachedSource(cfg.activation_cache, cfg).block(i), want, strict=True):
             assert torch.equal(got, ref)
-    for got, ref in zip(CachedSource(cfg.activation_cache, cfg).eval_block(), direct.eval_block(), strict=True):
+    for got, ref in zip(
+        CachedSource(cfg.activation_cache, cfg).eval_block(), direct.eval_block(), strict=True
+    ):
         assert torch.equal(got, ref)
     # truncate shard 1: detected on open, unreadable without a model, rebuilt with one
     shard = tmp_path / "cache" / manifest["shards"][1]["file"]
@@ -69,7 +72,8 @@ def test_cache_round_trip_and_truncated_shard_rebuilt(tmp_path):
     rebuilt = CachedSource(cfg.activation_cache, cfg, lambda: calls.append(1) or ModelSource(model, tok, cfg))
     for got, ref in zip(rebuilt.block(1), direct.block(1), strict=True):
         assert torch.equal(got, ref)
-    assert calls == [1] and CachedSource(cfg.activation_cache, cfg).damaged == set()
+    assert calls == [1]
+    assert CachedSource(cfg.activation_cache, cfg).damaged == set()
     with pytest.raises(ConfigError, match="context_size=32") as err:
         CachedSource(cfg.activation_cache, cfg.replace(context_size=16))
     assert err.value.field == "context_size"
@@ -86,14 +90,17 @@ def test_cli_trains_from_a_config_file_and_pushes_the_run(tmp_path, hub_server):
     run = tmp_path / "run"
     for hook in HOOKS:
         sae = SAE.from_pretrained(run / "saes" / hook)
-        assert sae.cfg.architecture == "batchtopk" and sae.cfg.provenance.hook == hook
+        assert sae.cfg.architecture == "batchtopk"
+        assert sae.cfg.provenance.hook == hook
         assert sae.cfg.provenance.model == str(model_dir)
         metrics = json.loads((run / "saes" / hook / "metrics.json").read_text())
-        assert 0 < metrics["fvu"] < 1.5 and metrics["training_tokens"] == 128 * 12
+        assert 0 < metrics["fvu"] < 1.5
+        assert metrics["training_tokens"] == 128 * 12
     logged = [json.loads(line) for line in (run / "logs" / "sae" / "metrics.jsonl").read_text().splitlines()]
     assert logged[0]["config"]["architecture"] == "batchtopk"
     steps = [r["step"] for r in logged[1:]]
-    assert steps == [4, 8, 12] and all({"loss", "l0", "dead_pct", "tokens_per_s"} <= r.keys() for r in logged[1:])
+    assert steps == [4, 8, 12]
+    assert all({"loss", "l0", "dead_pct", "tokens_per_s"} <= r.keys() for r in logged[1:])
     # resuming a finished run changes nothing and trains no further step
     assert main(["train", str(path), "--resume"]) == 0
     assert main(["push", str(run), "tester/tiny-run"]) == 0

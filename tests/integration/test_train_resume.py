@@ -55,7 +55,8 @@ def test_n_steps_resume_n_steps_equals_2n_straight(arch, tmp_path):
         assert torch.equal(a[name], b[name]), name
     # and the half-way state really differs from the end (the resumed run did train)
     tensors, state = load_checkpoint(ckpts / "step_000000012")
-    assert state["step"] == 12 and state["buffer"] == {"block": 1, "batch": 4}
+    assert state["step"] == 12
+    assert state["buffer"] == {"block": 1, "batch": 4}
     assert not torch.equal(tensors["model.members.0.sae.W_dec"], load_checkpoint(
         latest_checkpoint(tmp_path / "a" / "checkpoints"))[0]["model.members.0.sae.W_dec"])  # fmt: skip
 
@@ -105,7 +106,8 @@ def test_kill_during_checkpoint_write_leaves_the_previous_one_usable(tmp_path):
     folder = latest_checkpoint(root)
     assert folder is not None
     tensors, state = load_checkpoint(folder)
-    assert state["step"] >= 1 and tensors["model.members.0.sae.W_enc"].shape == (64, 2048)
+    assert state["step"] >= 1
+    assert tensors["model.members.0.sae.W_enc"].shape == (64, 2048)
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     # the run resumes from it and finishes; the leftover temporary folder is cleaned up
     rerun = subprocess.run([sys.executable, "-c", CHILD, str(out)], env=env, capture_output=True, text=True,

@@ -29,6 +29,9 @@ def fail(
         if left[0] <= 0 or not _matches(request, needle, method):
             return False
         left[0] -= 1
+        request.handler.rfile.read(
+            int(request.headers.get("Content-Length") or 0)
+        )  # keep-alive stays in sync
         extra = dict(headers or {})
         if code is not None:
             extra |= {"X-Error-Code": code, "X-Error-Message": f"injected {status} {code}"}

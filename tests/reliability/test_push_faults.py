@@ -4,6 +4,7 @@ files, and pushing again adds ours on top of theirs."""
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -46,42 +47,63 @@ def equal(a: SAE, b: SAE) -> None:
         assert torch.equal(ta[name], tb[name]), name
 
 
-def drop_mid_body(repo_id: str):
-    """Read half of the commit request's body, then hang up without answering (a connection lost mid-upload)."""
+def drop_mid_body(repo_id: str, *, apply: bool = False):
+    """Hang up on the first commit request without answering: after reading half its body (a connection
+    lost mid-upload) or, with `apply`, after committing it (the commit landed but its answer was lost)."""
+    armed = [True]
 
     def fault(request) -> bool:
-        if request.method != "POST" or f"/api/models/{repo_id}/commit/" not in request.path:
+        if not armed[0] or request.method != "POST" or f"/api/models/{repo_id}/commit/" not in request.path:
             return False
+        armed[0] = False
         length = int(request.headers.get("Content-Length") or 0)
-        request.handler.rfile.read(length // 2)
+        if not apply:
+            request.handler.rfile.read(length // 2)
+        else:
+            lines = [json.loads(x) for x in request.handler.rfile.read(length).splitlines() if x.strip()]
+            added = {
+                x["value"]["path"]: base64.b64decode(x["value"]["content"])
+                for x in lines
+                if x["key"] == "file"
+            }
+            request.handler.hub.commit(repo_id, added)
         request.handler.close_connection = True
         return True
 
     return fault
 
 
-@pytest.mark.parametrize(
-    "where",
-    ["preupload-500", "commit-500", "commit-connection-lost"],
-)
-def test_failed_multi_sae_push_leaves_previous_commit_and_retry_is_one_commit(hub_server, where):
+FAULTS = {
+    # retried by huggingface_hub: the push succeeds as exactly one commit
+    "commit-500-once": (lambda r: fail(f"/api/models/{r}/commit/", 500, method="POST"), False),
+    "commit-connection-lost-once": (drop_mid_body, False),
+    "commit-landed-answer-lost": (lambda r: drop_mid_body(r, apply=True), False),
+    # not retried: the push fails and the repo stays at its previous commit
+    "preupload-refused": (lambda r: fail(f"/api/models/{r}/preupload/", 403, times=99), True),
+    "commit-refused": (lambda r: fail(f"/api/models/{r}/commit/", 422, times=99, method="POST"), True),
+}
+
+
+@pytest.mark.parametrize("where", list(FAULTS))
+def test_multi_sae_push_through_a_fault_is_one_commit_or_nothing(hub_server, where):
     repo_id = f"pushfault/{where}"
     push_run({"layer_0": sae(0)}, repo_id)
     before, count = head(hub_server, repo_id), n_commits(hub_server, repo_id)
     snapshot = files_at(hub_server, repo_id, before)
-    fault = {
-        "preupload-500": fail(f"/api/models/{repo_id}/preupload/", 500, times=99),
-        "commit-500": fail(f"/api/models/{repo_id}/commit/", 500, times=99, method="POST"),
-        "commit-connection-lost": drop_mid_body(repo_id),
-    }[where]
+    make_fault, fails = FAULTS[where]
     new = {"layer_1": sae(1), "layer_2": sae(2), "layer_3": sae(3)}
-    with injected(hub_server, fault), pytest.raises(Exception) as info:  # noqa: PT011 (HTTP or transport error)
-        push_run(new, repo_id)
-    assert isinstance(info.value, HfHubHTTPError) or "disconnect" in str(info.value).lower()
-    assert head(hub_server, repo_id) == before
-    assert n_commits(hub_server, repo_id) == count
-    assert files_at(hub_server, repo_id, before) == snapshot
-    push_run(new, repo_id)  # the retry
+    with injected(hub_server, make_fault(repo_id)):
+        if fails:
+            with pytest.raises(HfHubHTTPError):
+                push_run(new, repo_id)
+            assert head(hub_server, repo_id) == before
+            assert n_commits(hub_server, repo_id) == count
+            assert files_at(hub_server, repo_id, before) == snapshot
+        else:
+            url = push_run(new, repo_id)
+            assert url.endswith(head(hub_server, repo_id))
+    if fails:
+        push_run(new, repo_id)  # the retry, once the fault is gone
     assert n_commits(hub_server, repo_id) == count + 1
     assert hub_server.repos[("model", repo_id)].commits[head(hub_server, repo_id)].parent == before
     assert manifest(hub_server, repo_id) == ["layer_0", "layer_1", "layer_2", "layer_3"]

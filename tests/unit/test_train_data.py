@@ -57,7 +57,8 @@ def test_file_forms_round_trip_and_refuse_typos(tmp_path):
     (tmp_path / "typo.yaml").write_text("hooks: [a]\nd_sae: 64\nlearning_rate: 0.1\n")
     with pytest.raises(ConfigError, match="learning_rate") as err:
         TrainConfig.load(tmp_path / "typo.yaml")
-    assert err.value.field == "learning_rate" and "typo.yaml" in str(err.value)
+    assert err.value.field == "learning_rate"
+    assert "typo.yaml" in str(err.value)
     (tmp_path / "bad.yaml").write_text("hooks: [a\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         TrainConfig.load(tmp_path / "bad.yaml")
@@ -76,14 +77,23 @@ def test_window_policies(tmp_path):
     bos = tok.bos_token_id
     assert list(iter_documents(_cfg(tmp_path, "window"))) == ["abcdef", "ghij", "klmnopqrstu"]
     ids = {c: tok(c, add_special_tokens=False)["input_ids"][0] for c in "abcdefghijklmnopqrstu"}
-    stream = [bos, *[ids[c] for c in "abcdef"], bos, *[ids[c] for c in "ghij"], bos, *[ids[c] for c in "klmnopqrstu"]]
+    stream = [
+        bos,
+        *[ids[c] for c in "abcdef"],
+        bos,
+        *[ids[c] for c in "ghij"],
+        bos,
+        *[ids[c] for c in "klmnopqrstu"],
+    ]
     windows = list(iter_windows(_cfg(tmp_path, "window"), tok, cycle=False))
     assert all(len(w) == 8 and w[0] == bos for w in windows)
     assert [t for w in windows for t in w[1:]] == stream[: 7 * len(windows)]
     packed = list(iter_windows(_cfg(tmp_path, "document"), tok, cycle=False))
-    assert [t for w in packed for t in w] == stream[: 8 * len(packed)] and len(packed) == 3
+    assert [t for w in packed for t in w] == stream[: 8 * len(packed)]
+    assert len(packed) == 3
     plain = list(iter_windows(_cfg(tmp_path, "none"), tok, cycle=False))
-    assert bos not in [t for w in plain for t in w] and len(plain) == 2
+    assert bos not in [t for w in plain for t in w]
+    assert len(plain) == 2
     cycled = iter_windows(_cfg(tmp_path, "none"), tok)
     assert [next(cycled) for _ in range(4)] == plain * 2
 

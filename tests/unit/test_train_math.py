@@ -30,7 +30,7 @@ def test_fused_topk_matches_naive_values_and_all_gradients():
 
     values, indices = fused_topk(x, W, b, k)
     dense = torch.relu(x @ W + b)
-    ref_vals, ref_idx = torch.topk(dense, k, dim=-1)
+    ref_vals, _ref_idx = torch.topk(dense, k, dim=-1)
     order = values.argsort(-1, descending=True)
     torch.testing.assert_close(values.gather(-1, order), ref_vals, rtol=0, atol=1e-12)
     torch.testing.assert_close(dense.gather(-1, indices), values, rtol=0, atol=1e-12)
@@ -123,7 +123,9 @@ def test_jumprelu_straight_through_gradients():
     active = (z > theta).double()
     recon = (z * active) @ s.W_dec.detach() + s.b_dec.detach()
     l0 = active.sum(-1).mean()
-    torch.testing.assert_close(out.loss.detach(), ((x - recon) ** 2).sum(-1).mean() + 0.7 * (l0 / target - 1) ** 2)
+    torch.testing.assert_close(
+        out.loss.detach(), ((x - recon) ** 2).sum(-1).mean() + 0.7 * (l0 / target - 1) ** 2
+    )
     kernel = (((z - theta) / eps).abs() < 0.5).double()
     d_recon_df = -2 * (x - recon) @ s.W_dec.detach().T / x.shape[0]  # d mse / d f
     grad_recon = (d_recon_df * (-(theta / eps) * kernel)).sum(0)
@@ -151,7 +153,9 @@ def test_decoder_projection_keeps_unit_norm_and_removes_parallel_part():
     s = m.sae
     s.W_dec.grad = torch.randn_like(s.W_dec)
     project_decoder_grad(m)
-    torch.testing.assert_close((s.W_dec.grad * s.W_dec).sum(-1), torch.zeros(24, dtype=torch.float64), atol=1e-12, rtol=0)
+    torch.testing.assert_close(
+        (s.W_dec.grad * s.W_dec).sum(-1), torch.zeros(24, dtype=torch.float64), atol=1e-12, rtol=0
+    )
     with torch.no_grad():
         s.W_dec.mul_(3.0)
     normalize_decoder(m)
