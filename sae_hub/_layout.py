@@ -89,6 +89,7 @@ def text_config(model: nn.Module) -> Any:
 
 
 def read_layout(model: nn.Module) -> Layout:
+    """Find the decoder stack, its family, the embedding and the path prefixes module names may omit."""
     modules = dict(model.named_modules())
     config = text_config(model)
     n_layers = getattr(config, "num_hidden_layers", None)
@@ -138,6 +139,7 @@ def layer_style(layer: nn.Module) -> str:
 
 
 def hook_table(layout: Layout) -> dict[str, tuple[str, IO, str]]:
+    """The TransformerLens hooks this model's layers have, with where each one lives."""
     if layout.style == "neox_parallel":
         table = dict(LAYER_HOOKS["neox"])
         del table["hook_resid_mid"]  # parallel attention + MLP: there is no mid-layer residual

@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from sae_hub.errors import ReleaseNotFoundError
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("release", help="registry release name or Hub repo id")
@@ -59,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from sae_hub import registry
     from sae_hub.hub import inspect_remote
 
-    if args.sae_id is None and registry.is_release(args.release):
-        return _print_release(args.release, args.json)
-    if args.sae_id is None and "/" not in args.release:
-        raise ReleaseNotFoundError(args.release, [])
+    if args.sae_id is None and (registry.is_release(args.release) or "/" not in args.release):
+        return _print_release(args.release, args.json)  # unknown names fail with the closest releases
     info = inspect_remote(args.release, args.sae_id, revision=args.revision)
     t = info.target
     facts = {
@@ -99,5 +95,8 @@ def run(args: argparse.Namespace) -> int:
         width = max((len(x.name) for x in f.tensors), default=0)
         for x in f.tensors:
             print(f"  {x.name:<{width}}  {x.dtype:<8}  {list(x.shape)}")
+    if t.url is not None:
+        print("\n(a torch pickle served by URL: its shapes are known only after `sae-hub download`)")
+        return 0
     print(f"\n(read {_size(info.bytes_read)} of headers and configs; weights not downloaded)")
     return 0

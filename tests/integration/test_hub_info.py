@@ -120,3 +120,13 @@ def test_download_cli_then_offline_load(big_native_repo, hub_server, monkeypatch
 def test_cli_reports_missing_repo(capsys):
     assert main(["info", "tester/does-not-exist", "x"]) == 2
     assert "tester/does-not-exist" in capsys.readouterr().err
+
+
+def test_info_release_summary_and_suggestions(capsys):
+    assert main(["info", "gemma-scope-2b-pt-res", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["repo_id"] == "google/gemma-scope-2b-pt-res"
+    assert "layer_20/width_16k/average_l0_71" in data["sae_ids"]
+    assert data["saes"] == len(data["sae_ids"])
+    assert main(["info", "gemma-scope-2b-pt-rs"]) == 2
+    assert "gemma-scope-2b-pt-res" in capsys.readouterr().err

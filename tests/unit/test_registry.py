@@ -265,5 +265,5 @@ def test_registry_loads_quickly_and_once():
     first = load_registry()
     elapsed = time.process_time() - start
     assert load_registry() is first
-    # About 0.3 s on an idle core (BENCHMARKS.md); the bound leaves room for a busy machine.
+    # 0.27 s CPU in BENCHMARKS.md (budget 0.5 s); the bound leaves room for a busy CI machine.
     assert elapsed < 1.5, elapsed

@@ -108,3 +108,12 @@ def test_text_source_errors(tmp_path):
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": "ab"}) + "\n")
     with pytest.raises(ConfigError, match="fewer than 7 tokens"):
         next(iter_windows(_cfg(tmp_path, "window"), byte_tokenizer()))
+
+
+def test_shipped_example_config_is_valid():
+    import importlib.resources
+
+    path = importlib.resources.files("sae_hub") / "train" / "examples" / "smollm2-135m-topk.yaml"
+    cfg = TrainConfig.load(str(path))
+    assert cfg.model == "embedded" and cfg.hooks == ["blocks.15.hook_resid_post"]
+    assert cfg.width(576) == 9216 and cfg.learning_rate(9216) == pytest.approx(2e-4 / (9216 / 2**14) ** 0.5)
