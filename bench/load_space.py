@@ -38,19 +38,18 @@ def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT
     latencies: list[float] = []
     counts = {"ok": 0, "queue_full": 0, "error": 0}
     messages: list[str] = []
-    ready = threading.Barrier(clients + 1)
     stop = [float("inf")]
-
-    def user() -> None:
+    t0 = time.monotonic()
+    users = []
+    for _ in range(clients):  # every user opens the page first (one after another, as browsers arrive)
         try:
-            client = Client(url, verbose=False)
+            users.append(Client(url, verbose=False))
         except Exception as exc:  # a user that cannot even connect is an error
-            with lock:
-                counts["error"] += 1
-                messages.append(f"connect: {type(exc).__name__}: {exc}"[:300])
-            ready.wait()
-            return
-        ready.wait()
+            counts["error"] += 1
+            messages.append(f"connect: {type(exc).__name__}: {exc}"[:300])
+    connect_s = time.monotonic() - t0
+
+    def user(client: Any) -> None:
         while time.monotonic() < stop[0]:
             t0 = time.monotonic()
             try:
@@ -68,18 +67,18 @@ def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT
                 counts["ok"] += 1
                 latencies.append(time.monotonic() - t0)
 
-    threads = [threading.Thread(target=user, daemon=True) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    ready.wait()
     start = time.monotonic()
     stop[0] = start + seconds
+    threads = [threading.Thread(target=user, args=(c,), daemon=True) for c in users]
+    for t in threads:
+        t.start()
     for t in threads:
         t.join()
     wall = time.monotonic() - start
     return {
         "clients": clients,
         "seconds": seconds,
+        "connect_s": round(connect_s, 2),
         "wall_s": round(wall, 2),
         **counts,
         "requests_per_s": round(counts["ok"] / wall, 2),

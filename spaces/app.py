@@ -205,7 +205,8 @@ def build_app(
             spaced.append(("\n\n", None))
         summary = (
             f"**Feature {card.feature}** fires on {card.density:.3%} of the bundled corpus's tokens; "
-            f"strongest activation there {card.max_activation:.2f}."
+            f"strongest activation there {card.max_activation:.3g}; decoder-row norm {card.decoder_norm:.3g} "
+            "(an unnormalised add of strength 1 moves the residual by that much; clamp values are activations)."
         )
         return (
             summary,
@@ -218,7 +219,8 @@ def build_app(
         rows = []
         for i in range(0, len(values), 3):
             feature, mode, strength = values[i : i + 3]
-            if feature is not None and str(feature).strip() != "":
+            no_op = mode == "add" and not strength  # also what an untouched row holds
+            if feature is not None and str(feature).strip() != "" and not no_op:
                 rows.append(EditSpec(int(feature), mode, float(strength or 0.0)))
         return rows
 
@@ -361,14 +363,14 @@ def build_app(
                                 -lim.max_strength,
                                 lim.max_strength,
                                 0,
-                                step=0.5,
+                                step=0.01,
                                 label="Strength",
                                 elem_id=f"steer-strength-{i}",
                             ),
                         ]
                 with gr.Row():
                     positions = gr.Radio(list(POSITIONS), value="all", label="Positions steered")
-                    normalize = gr.Checkbox(False, label="Add the unit-norm decoder direction")
+                    normalize = gr.Checkbox(True, label="Add the unit-norm decoder direction")
                     skip_special = gr.Checkbox(False, label="Leave special tokens unsteered")
                     temperature = gr.Slider(0, 2, 0.7, step=0.05, label="Temperature (0: greedy)")
                     seed = gr.Number(16, label="Seed", precision=0)

@@ -68,6 +68,7 @@ class Inspection:
     tokens: list[str]
     feature: int
     feature_acts: list[float]
+    """Activation of `feature` at each token (0 at special tokens, which are not ranked)."""
     per_token: list[TokenTop]
     top_features: list[tuple[int, float, int]]
     """(feature, max activation over the text, tokens where it fires), strongest first."""
@@ -82,6 +83,8 @@ class FeatureCard:
     suppressed: list[tuple[str, float]]
     density: float
     max_activation: float
+    decoder_norm: float
+    """Norm of the feature's decoder row: what strength 1 adds without the unit-norm option."""
     snippets: list[list[tuple[str, float]]]
 
 
@@ -187,6 +190,10 @@ class Session:
             ids = enc["input_ids"]
         else:
             ids = self.tokenizer(text, return_tensors="pt")["input_ids"]
+            bos = self.tokenizer.bos_token_id
+            if bos is not None and (ids.shape[1] == 0 or int(ids[0, 0]) != bos):
+                # as in training: a text starts after BOS, so its first token is not the attention sink
+                ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
         n, limit = ids.shape[1], self.limits.max_input_tokens
         if n > limit:
             raise LimitError(
@@ -219,6 +226,9 @@ class Session:
         ids = self._ids(text)
         with self.lock, torch.no_grad():
             acts = self._features(ids)[0]
+        # special tokens (BOS, chat markers) carry outlier activations: shown, but not ranked or scaled
+        special = torch.isin(ids[0].cpu(), torch.tensor(self.tokenizer.all_special_ids, dtype=torch.long))
+        acts[special.to(acts.device)] = 0.0
         k = min(self.limits.top_k, acts.shape[-1])
         peak = acts.max(dim=0).values
         order = torch.topk(peak, k).indices.tolist()
@@ -257,7 +267,8 @@ class Session:
             pieces = self._pieces(ids[lo:hi].tolist())
             snippets.append([(p, float(a) / peak) for p, a in zip(pieces, acts.tolist(), strict=True)])
         density = float(index["fire_counts"][f]) / float(index["windows"].numel())
-        return FeatureCard(f, promoted, suppressed, density, peak, snippets)
+        norm = float(self.sae.W_dec[f].float().norm())
+        return FeatureCard(f, promoted, suppressed, density, peak, norm, snippets)
 
     def _index_path(self) -> Path:
         digest = hashlib.sha256()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 _HOME = tempfile.mkdtemp(prefix="sae_hub_tests_")
@@ -62,11 +62,13 @@ def repo_files(files: Mapping[str, bytes | str | os.PathLike[str]]) -> dict[str,
 
 
 @pytest.fixture
-def make_repo(hub_server: HubServer) -> Callable[..., str]:
+def make_repo(hub_server: HubServer) -> Iterator[Callable[..., str]]:
     """Create (or add a commit to) a repo on the loopback Hub; returns the new head commit sha.
 
     `make_repo("org/name", {"layer_0": folder, "README.md": b"..."}, branch="main", gated=False)`.
+    Repos it created are removed when the test ends, so every test starts from the same Hub.
     """
+    created: list[str] = []
 
     def make(
         repo_id: str,
@@ -79,6 +81,10 @@ def make_repo(hub_server: HubServer) -> Callable[..., str]:
         with hub_server.lock:
             if ("model", repo_id) not in hub_server.repos:
                 hub_server.create_repo(repo_id, gated=gated)
+                created.append(repo_id)
             return hub_server.commit(repo_id, content, branch=branch)
 
-    return make
+    yield make
+    with hub_server.lock:
+        for repo_id in created:
+            hub_server.repos.pop(("model", repo_id), None)

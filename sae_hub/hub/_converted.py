@@ -19,6 +19,7 @@ from torch import Tensor
 
 from sae_hub import constants
 from sae_hub.config import SAEConfig
+from sae_hub.errors import ConfigError, FormatError
 from sae_hub.formats import native
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,17 @@ def converted_dir(*, repo_id: str | None, commit: str | None, path: str, url: st
 
 
 def read_converted(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]] | None:
-    """Read a native copy (memory-mapped) if one exists, else None."""
+    """Read a native copy (memory-mapped) if one exists and is intact, else None."""
     if not (folder / native.CONFIG_FILE).is_file() or not (folder / native.WEIGHTS_FILE).is_file():
         return None
+    try:
+        cfg, tensors = native.read(folder)
+    except (FormatError, ConfigError) as exc:  # a damaged cache entry is converted again, not fatal
+        logger.warning("discarding unreadable native copy %s (%s); converting again", folder, exc)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
     logger.debug("conversion cache hit: %s", folder)
-    return native.read(folder)
+    return cfg, tensors
 
 
 def write_converted(folder: Path, cfg: SAEConfig, tensors: dict[str, Tensor]) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sae_hub import constants
-from sae_hub.errors import ReleaseNotFoundError
+from sae_hub.errors import ConfigError
 
 # Registry URLs name the public OpenAI bucket; tests and mirrors swap the base via the constant.
 OPENAI_PUBLIC_BASE_URL = "https://openaipublic.blob.core.windows.net/sparse-autoencoder"
@@ -56,11 +56,15 @@ def target_for(name: str, sae_id: str | None) -> Target:
 
     Raises:
         ReleaseNotFoundError: `name` is neither a release nor a repo id (with the closest releases).
+        ConfigError: a release was named without an SAE id.
         SaeNotFoundError: the release has no such SAE id (with the closest ids).
     """
     from sae_hub import registry
 
     if registry.is_release(name):
+        if sae_id is None:
+            examples = ", ".join(f"`{i}`" for i in registry.get_release(name).sae_ids[:3])
+            raise ConfigError(f"release `{name}` needs an SAE id, e.g. {examples}", field="sae_id")
         r = registry.resolve(name, sae_id)
         prov = {
             "model": r.model,
@@ -88,5 +92,5 @@ def target_for(name: str, sae_id: str | None) -> Target:
         return Target(
             repo_id=name, path=folder, sae_id=sae_id, provenance={"repo_id": name, "sae_id": sae_id}
         )
-    registry.resolve(name, sae_id)  # raises ReleaseNotFoundError with the closest names
-    raise ReleaseNotFoundError(name)
+    registry.get_release(name)  # raises ReleaseNotFoundError with the closest release names
+    raise AssertionError(f"{name!r} is not a release, yet the registry returned it")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sae_hub.errors import ConfigError
 from sae_hub.train.activations import ActivationSource
 
 
@@ -38,6 +39,12 @@ class ShuffleBuffer:
 
     def _load(self) -> None:
         self._rows = self.source.block(self.block)
+        if self._rows[0].shape[0] < self.batch_size:
+            raise ConfigError(
+                f"activation block {self.block} has {self._rows[0].shape[0]} usable tokens, fewer than one batch "
+                f"({self.batch_size}); raise buffer_tokens",
+                field="buffer_tokens",
+            )
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.block)
         self._perm = torch.randperm(self._rows[0].shape[0], generator=gen)
 

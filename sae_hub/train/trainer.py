@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from sae_hub.errors import ConfigError
 from sae_hub.sae import SAE
 from sae_hub.train import checkpoint as ckpt
 from sae_hub.train import mechanics
@@ -133,8 +134,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, source: ActivationSource | 
     accelerator = _accelerator(cfg)
     set_seed(cfg.seed)  # before anything random: initialisation is reproducible
     if cfg.batch_size % accelerator.num_processes:
-        from sae_hub.errors import ConfigError
-
         raise ConfigError(f"batch_size {cfg.batch_size} must be divisible by the {accelerator.num_processes} "
                           "processes", field="batch_size")  # fmt: skip
     loaded: dict[str, Any] = {"model": model, "tokenizer": tokenizer}

@@ -35,7 +35,9 @@ def test_mirror_release_pushes_native_repo_with_cards(hub_server, make_repo, tmp
     argv = [release, "--to-repo", "tester/gemma-scope-mirror", "--limit", "2"]
     assert mirror_module().main(argv) == 0
     assert "pushed 2 SAE(s) to tester/gemma-scope-mirror" in capsys.readouterr().out
-    assert len(hub_server.requests_matching("/api/models/tester/gemma-scope-mirror/commit/", method="POST")) == 1
+    assert (
+        len(hub_server.requests_matching("/api/models/tester/gemma-scope-mirror/commit/", method="POST")) == 1
+    )
 
     files = HfApi().list_repo_files("tester/gemma-scope-mirror")
     for sae_id in ids:

@@ -278,3 +278,23 @@ def test_registry_release_offline_cold_and_warm(hub_server, make_repo, tmp_path,
         x = inputs(a.cfg.d_in).float()
         torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
     assert offline[1].cfg.provenance.extra["url"] == url_resolved.url
+
+
+def test_damaged_native_copy_is_converted_again(hub_server, make_repo, tmp_path):
+    from sae_hub import constants
+
+    release, (sae_id, *_), _ = release_for("gemma-scope")
+    resolved = registry.resolve(release, sae_id)
+    raw = BUILDERS["gemma-scope"](tmp_path, resolved.path, seed=9)
+    publish(hub_server, make_repo, raw, resolved)
+    first = SAE.from_pretrained(release, sae_id)
+    commit, d_in = first.cfg.provenance.revision, first.cfg.d_in
+    del first  # its weights map the file about to be damaged
+    copy = constants.SAE_HUB_CACHE / "converted" / resolved.repo_id / commit / resolved.path
+    weights = copy / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # a crash or a full disk left half a file
+    again = SAE.from_pretrained(release, sae_id)
+    x = inputs(d_in)
+    f = jumprelu(x @ d(raw.tensors["W_enc"]) + d(raw.tensors["b_enc"]), d(raw.tensors["threshold"]))
+    assert_matches(again.encode(x.float()), f, what="encode after reconversion")
+    assert weights.stat().st_size > 100

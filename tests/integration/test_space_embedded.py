@@ -43,7 +43,10 @@ def test_embedded_default_inspect_and_steer(served):
     client = served
     highlight, feature, _, top, _, _ = client.predict(TEXT, None, api_name="/inspect")
     _, tokenizer = load_model()
-    assert len(highlight) == len(tokenizer(TEXT)["input_ids"])
+    ids = tokenizer(TEXT)["input_ids"]
+    assert ids[0] != tokenizer.bos_token_id
+    assert len(highlight) == 1 + len(ids)  # the Space puts BOS first, as training did
+    assert highlight[0]["class_or_confidence"] is None  # special tokens are shown, never ranked
     assert len(top["data"]) >= 5  # the starter SAE has live features on English prose
     strongest = feature["value"]
     default, unchanged = _steer(client, strongest, 0.0)

@@ -39,7 +39,8 @@ def make_sae() -> SAE:
 def reference_codes(sae: SAE) -> tuple[torch.Tensor, list[int]]:
     ids = byte_tokenizer()(TEXT, return_tensors="pt")["input_ids"]
     x = capture_activations(model_of(), [HOOK], ids)[HOOK][0].double()
-    return torch.relu(x @ sae.W_enc.double() + sae.b_enc.double()), ids[0].tolist()
+    W_enc, b_enc = sae.W_enc.detach().double(), sae.b_enc.detach().double()
+    return torch.relu(x @ W_enc + b_enc), ids[0].tolist()
 
 
 def test_top_features_lists_the_k_strongest_latents_per_token():
@@ -55,7 +56,6 @@ def test_top_features_lists_the_k_strongest_latents_per_token():
         assert [i for i, _ in token.features] == [i for i, _ in want]
         for (_, a), (_, b) in zip(token.features, want, strict=True):
             assert a == pytest.approx(b, rel=1e-5, abs=1e-7)
-    assert any(len(t.features) < 4 for t in got) or all(len(t.features) == 4 for t in got)
 
 
 def test_feature_activations_per_token():
@@ -71,7 +71,7 @@ def test_feature_activations_per_token():
 def test_logit_lens_is_the_unembedding_of_the_decoder_row():
     sae = make_sae()
     lens = logit_lens(model_of(), sae, 7, k=5, tokenizer=byte_tokenizer())
-    logits = model_of().lm_head.weight.double() @ sae.W_dec[7].double()
+    logits = model_of().lm_head.weight.detach().double() @ sae.W_dec[7].detach().double()
     top, bottom = torch.topk(logits, 5), torch.topk(-logits, 5)
     assert [i for i, _, _ in lens.promoted] == top.indices.tolist()
     assert [i for i, _, _ in lens.suppressed] == bottom.indices.tolist()

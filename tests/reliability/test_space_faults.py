@@ -38,7 +38,9 @@ def rss_mb() -> float:
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory):
-    """The Space on a free port of 127.0.0.1: (url, client)."""
+    """The Space on a free port of 127.0.0.1: (url, client, an engine Session on the same model and SAE)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Space's single worker; more threads only contend on 2 shared cores
     torch.manual_seed(0)
     model, tokenizer = tiny_model("llama"), byte_tokenizer()
     cfg = SAEConfig(d_in=model.config.hidden_size, d_sae=64, architecture="topk", k=4,
@@ -46,16 +48,20 @@ def space(tmp_path_factory):
     sae = SAE(cfg)
     sae.reset_parameters(seed=0)
     app = space_app()
-    limits = app.Limits(max_input_tokens=MAX_INPUT, max_new_tokens=8, max_strength=MAX_STRENGTH, index_windows=8)
+    limits = app.Limits(
+        max_input_tokens=MAX_INPUT, max_new_tokens=8, max_strength=MAX_STRENGTH, index_windows=8
+    )
     old = Path.cwd()
     os.chdir(tmp_path_factory.mktemp("space_cwd"))
     demo = app.build_app(model, sae, tokenizer=tokenizer, limits=limits)
+    session = app.load_session(model, sae, tokenizer=tokenizer, limits=limits)
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
     try:
-        yield url, gradio_client.Client(url, verbose=False)
+        yield url, gradio_client.Client(url, verbose=False), session
     finally:
         demo.close()
         os.chdir(old)
+        torch.set_num_threads(threads)
 
 
 def load(url: str, clients: int, seconds: float) -> tuple[dict, float, float]:
@@ -64,7 +70,7 @@ def load(url: str, clients: int, seconds: float) -> tuple[dict, float, float]:
     before = rss_mb()
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, str(ROOT / "bench" / "load_space.py"), "--url", url, "--clients", str(clients),
-           "--seconds", str(seconds)]  # fmt: skip
+           "--seconds", str(seconds), "--text", "Features fire on some tokens."]  # fmt: skip
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 240)
     assert done.returncode == 0, done.stderr[-3000:]
     gc.collect()
@@ -80,7 +86,7 @@ def check_load(result: dict, before: float, after: float, growth_mb: float) -> N
 
 
 def test_short_load_50_clients(space):
-    url, client = space
+    url, client, _ = space
     client.predict("warm up the model and the queue", None, api_name="/inspect")
     result, before, after = load(url, clients=50, seconds=4)
     check_load(result, before, after, growth_mb=150)
@@ -88,7 +94,7 @@ def test_short_load_50_clients(space):
 
 @pytest.mark.slow
 def test_full_load_50_clients_60_seconds(space):
-    url, client = space
+    url, client, _ = space
     client.predict("warm up the model and the queue", None, api_name="/inspect")
     load(url, clients=50, seconds=5)  # gradio's per-session structures reach their steady size
     result, before, after = load(url, clients=50, seconds=60)
@@ -114,18 +120,27 @@ def refused(client, *args, api_name: str, match: str, within: float = 30.0) -> s
 STEER_DEFAULTS = ("all", False, False)  # positions, normalize, skip_special
 
 
-def steer_args(prompt: str, *, strength: float = 5.0, temperature: float = 0.0, new: float = 4, seed: float = 1):
+def steer_args(
+    prompt: str, *, strength: float = 5.0, temperature: float = 0.0, new: float = 4, seed: float = 1
+):
     rows = [3, "add", strength] + [None, "add", 0.0] * 3
     return (prompt, False, "all", temperature, seed, new, False, False, *rows)
 
 
 def test_huge_text_is_refused_quickly(space):
-    _, client = space
-    refused(client, "x" * 2_000_000, None, api_name="/inspect", match=f"the limit is {MAX_INPUT} tokens")
+    _, client, _ = space
+    refused(
+        client,
+        "x" * 2_000_000,
+        None,
+        api_name="/inspect",
+        match=f"the limit is {MAX_INPUT} tokens",
+        within=60,
+    )
 
 
 def test_control_characters_are_inspected_not_crashed(space):
-    _, client = space
+    _, client, _ = space
     text = "bell\x07 nul\x00 esc\x1b[31m red\x1b[0m \u202e rtl \ufeff bom \ud7ff"
     highlight, *_, status = client.predict(text, None, api_name="/inspect")
     assert "tokens" in status
@@ -134,39 +149,69 @@ def test_control_characters_are_inspected_not_crashed(space):
 
 @pytest.mark.parametrize("text", ["", "   \n\t  "])
 def test_empty_text_is_refused(space, text):
-    _, client = space
+    _, client, _ = space
     refused(client, text, None, api_name="/inspect", match="enter some text")
 
 
 @pytest.mark.parametrize("feature", [10**9, -1])
 def test_feature_out_of_range_is_refused(space, feature):
-    _, client = space
+    _, client, _ = space
     refused(client, "hello", feature, api_name="/inspect", match="does not exist")
-
-
-@pytest.mark.parametrize("strength", [1e9, -1e9, math.inf, math.nan])
-def test_absurd_steering_strength_is_refused(space, strength):
-    _, client = space
-    refused(client, *steer_args("Once upon", strength=strength), api_name="/steer", match="outside ±500")
 
 
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"temperature": math.nan}, "temperature must be between 0 and 2"),
-        ({"temperature": 1e9}, "temperature must be between 0 and 2"),
-        ({"new": 10**9}, "new tokens must be between 1 and 8"),
-        ({"new": math.nan}, "new tokens"),
-        ({"seed": math.nan}, "seed"),
+        ({"strength": 1e9}, "greater than maximum value 500"),
+        ({"strength": -1e9}, "less than minimum value -500"),
+        ({"temperature": 1e9}, "greater than maximum value 2"),
+        ({"new": 10**9}, "greater than maximum value 8"),
     ],
-    ids=["temperature-nan", "temperature-huge", "new-tokens-huge", "new-tokens-nan", "seed-nan"],
+    ids=["strength-1e9", "strength--1e9", "temperature-1e9", "new-tokens-1e9"],
 )
-def test_bad_generation_settings_are_refused(space, overrides, match):
-    _, client = space
+def test_out_of_range_numbers_are_refused_by_the_ui(space, overrides, match):
+    """The sliders' own bounds refuse absurd numbers before the handler runs."""
+    _, client, _ = space
     refused(client, *steer_args("Once upon", **overrides), api_name="/steer", match=match)
 
 
+def test_non_finite_numbers_cannot_even_be_sent(space):
+    """JSON has no NaN/Inf: gradio_client refuses to encode them, so they never reach the Space."""
+    _, client, _ = space
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        client.predict(*steer_args("Once upon", strength=math.nan), api_name="/steer")
+
+
+@pytest.mark.parametrize(
+    ("edit", "settings", "match"),
+    [
+        ((3, "add", math.nan), {}, "strength nan is outside"),
+        ((3, "add", math.inf), {}, "strength inf is outside"),
+        ((3, "add", 1e9), {}, "strength 1000000000.0 is outside"),
+        ((3, "add", 1.0), {"temperature": math.nan}, "temperature must be between 0 and 2"),
+        ((3, "add", 1.0), {"max_new_tokens": 10**9}, "new tokens must be between 1 and 8"),
+    ],
+    ids=["nan", "inf", "1e9", "temperature-nan", "new-tokens-huge"],
+)
+def test_engine_refuses_non_finite_and_huge_settings(space, edit, settings, match):
+    """The same checks one level down (a raw HTTP client could send NaN, which Python's JSON parser accepts)."""
+    app = space_app()
+    session = space[2]
+
+    def run() -> None:
+        steering = session.steering([app.EditSpec(*edit)], positions="all")
+        temperature, new = settings.get("temperature", 0.0), settings.get("max_new_tokens", 4)
+        list(
+            session.generate(
+                "Once upon", steering, temperature=temperature, seed=1, max_new_tokens=new, chat=False
+            )
+        )
+
+    with pytest.raises(app.LimitError, match=match):
+        run()
+
+
 def test_space_still_answers_after_hostile_inputs(space):
-    _, client = space
+    _, client, _ = space
     *_, status = client.predict("still alive?", None, api_name="/inspect")
     assert "tokens" in status
