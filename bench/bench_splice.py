@@ -12,6 +12,7 @@ replacement splice. All contenders run in interleaved rounds; medians are report
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 from _common import machine, median_times, write_section
@@ -29,8 +30,11 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--seq", type=int, default=128, help="tokens in the forward-pass batch")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--write", action="store_true", help="write the section of BENCHMARKS.md")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model, tok = load_model()
     sae = SAE(SAEConfig(d_in=model.config.hidden_size, d_sae=D_SAE).with_provenance(hook=HOOK))
@@ -95,7 +99,7 @@ def main() -> None:
         f"Greedy generation of exactly {args.new_tokens} new tokens with the KV cache; the error-term splice "
         "produces the identical token sequence (checked). Medians of "
         f"{args.repeat} interleaved rounds (forward: {args.repeat + 2}). Machine: {machine()}. "
-        "Command: `python bench/bench_splice.py --write`.\n\n" + "\n".join(rows)
+        f"Command: `python bench/bench_splice.py {' '.join(sys.argv[1:])}`.\n\n" + "\n".join(rows)
     )
     print(body)
     if args.write:

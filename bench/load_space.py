@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any
 
+READ_TIMEOUT_S = 300.0
 DEFAULT_TEXT = "Sparse autoencoders split a model's activations into many features, few at a time."
 
 
@@ -30,8 +31,10 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT) -> dict[str, Any]:
-    """Run the load and return counts and latencies (seconds)."""
+def run_load(
+    url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT, connections: int | None = None
+) -> dict[str, Any]:
+    """Run the load and return counts and latencies; `connections` Clients are shared round-robin."""
     from gradio_client import Client
 
     lock = threading.Lock()
@@ -41,9 +44,9 @@ def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT
     stop = [float("inf")]
     t0 = time.monotonic()
     users = []
-    for _ in range(clients):  # every user opens the page first (one after another, as browsers arrive)
-        try:
-            users.append(Client(url, verbose=False))
+    for _ in range(connections or clients):  # users open the page first, one after another
+        try:  # a browser waits on the queue's event stream; so does this client (no 5 s read timeout)
+            users.append(Client(url, verbose=False, httpx_kwargs={"timeout": READ_TIMEOUT_S}))
         except Exception as exc:  # a user that cannot even connect is an error
             counts["error"] += 1
             messages.append(f"connect: {type(exc).__name__}: {exc}"[:300])
@@ -69,7 +72,9 @@ def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT
 
     start = time.monotonic()
     stop[0] = start + seconds
-    threads = [threading.Thread(target=user, args=(c,), daemon=True) for c in users]
+    threads = [
+        threading.Thread(target=user, args=(users[i % len(users)],), daemon=True) for i in range(clients)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -77,6 +82,7 @@ def run_load(url: str, *, clients: int, seconds: float, text: str = DEFAULT_TEXT
     wall = time.monotonic() - start
     return {
         "clients": clients,
+        "connections": len(users),
         "seconds": seconds,
         "connect_s": round(connect_s, 2),
         "wall_s": round(wall, 2),
@@ -95,9 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="the Space's URL, e.g. http://127.0.0.1:7860")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--connections", type=int, default=None, help="Client objects shared by the users")
     parser.add_argument("--text", default=DEFAULT_TEXT)
     args = parser.parse_args(argv)
-    print(json.dumps(run_load(args.url, clients=args.clients, seconds=args.seconds, text=args.text)))
+    print(
+        json.dumps(
+            run_load(
+                args.url,
+                clients=args.clients,
+                seconds=args.seconds,
+                text=args.text,
+                connections=args.connections,
+            )
+        )
+    )
     return 0
 
 

@@ -26,8 +26,8 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # space_engine sits beside this file (and, on a Space, the sae_hub folder)
     sys.path.insert(0, _HERE)
 
-import space_engine
-from space_engine import MODES, POSITIONS, EditSpec, LimitError, Limits, Session
+import space_engine  # noqa: E402
+from space_engine import MODES, POSITIONS, EditSpec, LimitError, Limits, Session  # noqa: E402
 
 logger = logging.getLogger("sae_hub.space")
 
@@ -67,25 +67,26 @@ def load_session(
     limits: Limits | None = None,
 ) -> Session:
     """Load the model (an id, a path or a loaded model with `tokenizer`) and the SAE (a source or an SAE)."""
+    import torch
+
     import sae_hub
 
     if isinstance(model, str | os.PathLike):
-        name = str(model)
-        model, tokenizer = sae_hub.load_model(name)
+        model, tokenizer = sae_hub.load_model(str(model))
     elif tokenizer is None:
         raise LimitError(
             "a loaded model needs its tokenizer: build_app(model=model, tokenizer=tokenizer, ...)"
         )
-    sae_name = ""
+    sae_name = "" if sae is None else (f"{sae} / {sae_id}" if sae_id else str(sae))
     if sae is None:
-        if getattr(model.config, "name_or_path", "") != "HuggingFaceTB/SmolLM2-135M-Instruct":
-            raise LimitError(
-                "the bundled starter SAE fits only the embedded model; pass --sae for this model"
-            )
         sae, sae_name = space_engine.STARTER_SAE, "sae_hub starter (SmolLM2-135M-Instruct, layer 15)"
     if not isinstance(sae, sae_hub.SAE):
-        sae_name = sae_name or (f"{sae} / {sae_id}" if sae_id else str(sae))
-        sae = sae_hub.SAE.from_pretrained(sae, sae_id)
+        sae = sae_hub.SAE.from_pretrained(sae, sae_id, dtype=torch.float32)  # CPU-friendly, exact enough
+    trained_on, loaded = sae.cfg.provenance.model, getattr(model.config, "name_or_path", "")
+    if sae_name.startswith("sae_hub starter") and trained_on != loaded:
+        raise LimitError(
+            f"the bundled starter SAE fits only {trained_on}; pass --sae for {loaded or 'this model'}"
+        )
     return Session(model, tokenizer, sae, hook=hook, sae_name=sae_name, limits=limits)
 
 
@@ -156,6 +157,7 @@ def build_app(
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
     import pandas as pd
+    import torch
 
     import sae_hub
 
@@ -279,7 +281,7 @@ def build_app(
     def load_sae(release: str, sae_id_: str, hook_: str) -> str:
         if not release:
             raise LimitError("choose a release, Hub repo or folder")
-        new = sae_hub.SAE.from_pretrained(release, sae_id_ or None)
+        new = sae_hub.SAE.from_pretrained(release, sae_id_ or None, dtype=torch.float32)
         session.set_sae(new, hook=hook_ or None, name=f"{release} / {sae_id_}" if sae_id_ else release)
         return session.describe()
 

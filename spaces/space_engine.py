@@ -8,8 +8,6 @@ because steering hooks are installed on the shared model.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from collections.abc import Iterator, Sequence
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import feature_index
 import torch
 from torch import Tensor
 
@@ -95,19 +94,6 @@ class EditSpec:
     feature: int
     mode: Mode
     strength: float
-
-
-def corpus_paragraphs() -> list[str]:
-    """Prose paragraphs of Python's language reference (`pydoc_data.topics`), the Space's bundled corpus."""
-    from pydoc_data.topics import topics
-
-    out = []
-    for name in sorted(topics):
-        for block in topics[name].split("\n\n"):
-            lines = block.strip().splitlines()
-            if len(lines) >= 2 and not any(ln.startswith(" ") for ln in block.splitlines()):
-                out.append(" ".join(ln.strip() for ln in lines))
-    return out
 
 
 class Session:
@@ -270,65 +256,27 @@ class Session:
         norm = float(self.sae.W_dec[f].float().norm())
         return FeatureCard(f, promoted, suppressed, density, peak, norm, snippets)
 
-    def _index_path(self) -> Path:
-        digest = hashlib.sha256()
-        digest.update(json.dumps([self.model_name, self.hook, self.limits.index_windows]).encode())
-        digest.update(json.dumps(self.limits.index_window_tokens).encode())
-        for name in ("W_enc", "W_dec"):
-            digest.update(getattr(self.sae, name).detach().float().cpu().numpy().tobytes())
-        return self.cache_dir / "feature_index" / f"{digest.hexdigest()[:24]}.safetensors"
-
     def feature_index(self, *, progress: Any = None) -> dict[str, Tensor]:
         """Per-feature firing counts and top windows on the bundled corpus, computed once and cached."""
-        if self._index is not None:
-            return self._index
-        from safetensors.torch import load_file, save_file
+        if self._index is None:
+            lim = self.limits
+            key = [self.model_name, self.hook, lim.index_windows, lim.index_window_tokens]
+            path = feature_index.index_path(
+                self.cache_dir / "feature_index", key, [self.sae.W_enc, self.sae.W_dec]
+            )
 
-        path = self._index_path()
-        if path.is_file():
-            self._index = load_file(path)
-            return self._index
-        windows = self._corpus_windows()
-        d_sae, batch = self.sae.cfg.d_sae, 8
-        fire = torch.zeros(d_sae, dtype=torch.int64)
-        peaks, where = [], []
-        starts = range(0, windows.shape[0], batch)
-        for step, start in enumerate(starts):
-            if progress is not None:
-                progress((step, len(starts)), desc="encoding the bundled corpus (once)")
-            with self.lock, torch.no_grad():
-                acts = self._features(windows[start : start + batch].to(self.model.device)).cpu()
-            fire += (acts > 0).sum(dim=(0, 1))
-            values, positions = acts.max(dim=1)
-            peaks.append(values)
-            where.append(positions)
-        peak, pos = torch.cat(peaks), torch.cat(where)
-        k = min(5, peak.shape[0])
-        top_values, top_windows = torch.topk(peak.T, k, dim=-1)
-        index = {
-            "windows": windows.contiguous(),
-            "fire_counts": fire,
-            "top_values": top_values.contiguous(),
-            "top_windows": top_windows.contiguous(),
-            "top_positions": torch.gather(pos.T, 1, top_windows).contiguous(),
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(index, str(tmp))
-        tmp.replace(path)
-        self._index = index
-        return index
+            def encode(ids: Tensor) -> Tensor:
+                with self.lock, torch.no_grad():
+                    return self._features(ids.to(self.model.device))
 
-    def _corpus_windows(self) -> Tensor:
-        """Token windows of the bundled corpus, `[index_windows, index_window_tokens]`."""
-        n, width = self.limits.index_windows, self.limits.index_window_tokens
-        ids: list[int] = []
-        for paragraph in corpus_paragraphs():
-            ids.extend(self.tokenizer(paragraph + "\n\n", add_special_tokens=False)["input_ids"])
-            if len(ids) >= n * width:
-                break
-        usable = len(ids) // width * width
-        return torch.tensor(ids[:usable], dtype=torch.long).view(-1, width)[:n]
+            def build() -> dict[str, Tensor]:
+                windows = feature_index.corpus_windows(
+                    self.tokenizer, lim.index_windows, lim.index_window_tokens
+                )
+                return feature_index.build_index(encode, windows, progress=progress)
+
+            self._index = feature_index.load_or_build(path, build)
+        return self._index
 
     # ---- Steer ---------------------------------------------------------------------------------
 

@@ -39,8 +39,13 @@ _INIT_SAMPLE = 8192  # rows of the first block used for the activation scale and
 
 def _accelerator(cfg: TrainConfig) -> Any:
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
 
     from sae_hub.train.tracking import JSONLTracker
+
+    # The state is a process-wide singleton; a second train() call in the same process may ask for another
+    # precision. Only the accelerator-level settings are reset: the distributed setup (PartialState) stays.
+    AcceleratorState._reset_state()
 
     trackers: list[Any] = [
         JSONLTracker(cfg.run_name, Path(cfg.output_dir) / "logs") if t == "jsonl" else t for t in cfg.log_with

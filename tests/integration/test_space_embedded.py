@@ -23,7 +23,9 @@ def served():
         embedded_gguf_path()
     except FileNotFoundError as exc:
         pytest.skip(str(exc))
-    demo = space_app().build_app()  # the defaults: embedded model, starter SAE
+    app = space_app()
+    # the defaults (embedded model, starter SAE); a smaller corpus index keeps the Feature tab quick
+    demo = app.build_app(limits=app.Limits(index_windows=16))
     _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, ssr_mode=False)
     try:
         yield gradio_client.Client(url, verbose=False)
