@@ -219,7 +219,7 @@ def render(res: dict, repeats: int, cmd: str) -> str:
           it is the floor. sae_hub's decoders gather only the active rows of `W_dec` (`embedding_bag`), so a
           sparse code costs one matmul instead of two: about 0.5x SAELens's time once L0 is small (case 4).
           A dense code (case 1, L0 = d_sae/2) switches to the matmul automatically (density > 5%), so
-          sae_hub is never slower there.
+          both libraries run the same two matmuls there.
         - Case 2's 3x target cannot be met by any exact method: the dense baseline is encoder matmul + top-k +
           decoder matmul, and the decoder matmul has exactly the encoder's FLOPs, so removing it entirely
           caps the speed-up near 2x (measured: {t["dense"] / t["sparse"]:.2f}x). Getting past that would need an

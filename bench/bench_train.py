@@ -226,7 +226,9 @@ def _cached_batches(work: Path, n_tokens: int) -> torch.Tensor:
     """`n_tokens` cached activation rows (the cached rows repeated when the cache is smaller)."""
     from sae_hub.formats._safetensors import read_safetensors
 
-    rows = torch.cat([read_safetensors(p)["acts.0"].clone() for p in sorted((work / "cache").glob("shard_*"))])
+    rows = torch.cat(
+        [read_safetensors(p)["acts.0"].clone() for p in sorted((work / "cache").glob("shard_*"))]
+    )
     return rows.repeat(-(-n_tokens // rows.shape[0]), 1)[:n_tokens]
 
 
@@ -253,7 +255,7 @@ def bench_throughput(work: Path, steps: int = 6, batch: int = 4096) -> dict[str,
 
         sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=576, d_sae=8192, k=32))
         tcfg = SAETrainerConfig(total_training_samples=batch * steps, train_batch_size_samples=batch,
-                                logger=LoggingConfig(log_to_wandb=False), lr=2e-4)  # fmt: skip
+                                logger=LoggingConfig(log_to_wandb=False), lr=2e-4, lr_end=2e-4)  # fmt: skip
         data = iter(acts[8192 + i * batch : 8192 + (i + 1) * batch] for i in range(steps))
         trainer = SAETrainer(tcfg, sae, data)
         start = time.perf_counter()

@@ -2,7 +2,8 @@
 
 Launch:
     sae-hub train config.yaml [--resume]
-    accelerate launch --num_processes 2 -m sae_hub.train config.yaml [--resume]
+    accelerate launch --multi_gpu --num_processes 2 -m sae_hub.train config.yaml [--resume]
+    (with `cpu: true` in the config, the same command runs two CPU processes over gloo)
 
 Order follows accelerate's examples: `set_seed` before anything random, the activation source, the SAEs,
 the optimizer, one `accelerator.prepare`, then the loop with `accelerator.backward`. Every rank runs the
@@ -277,7 +278,7 @@ def _finish(accelerator: Any, cfg: TrainConfig, raw: SAEGroup, scales: list[floa
         saes[hook] = sae
     if accelerator.is_main_process:
         root = write_run(saes, cfg, metrics)
-        accelerator.print(f"saved {len(saes)} SAE(s) to {root}")
+        logger.info("saved %d SAE(s) to %s", len(saes), root)
         for hook, m in metrics.items():
             logger.info("%s: %s", hook, m)
     accelerator.wait_for_everyone()

@@ -314,3 +314,15 @@ def test_space_readme_header_is_a_valid_space_card():
     assert header["license"]
     assert header["title"]
     assert "HuggingFaceTB/SmolLM2-135M-Instruct" in header["models"]
+
+
+def test_change_the_sae_from_a_local_folder(served, tiny, tmp_path):
+    client, _ = served
+    _, _, sae = tiny
+    sae.save_pretrained(tmp_path / "same_sae")  # the same weights: later tests see no change
+    info = client.predict(str(tmp_path / "same_sae"), "", "", api_name="/load_sae")
+    assert str(tmp_path / "same_sae") in info
+    assert f"{D_SAE} features" in info
+    with pytest.raises(gradio_client.exceptions.AppError) as failure:
+        client.predict(str(tmp_path / "missing"), "", "", api_name="/load_sae")
+    assert "Traceback" not in str(failure.value)

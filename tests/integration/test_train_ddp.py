@@ -1,9 +1,14 @@
-"""Two processes (accelerate launch, gloo on CPU) train the same SAE as one process with the same global batch."""
+"""Two processes (accelerate launch, gloo on CPU) train the same SAE as one process with the same global batch.
+
+`accelerate launch --cpu` runs a single process; `--multi_gpu` with `cpu=True` in the config starts
+torchrun workers that accelerate sets up as MULTI_CPU (gloo).
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,8 +44,11 @@ def test_two_processes_match_one(tmp_path):
     accelerate = shutil.which("accelerate")
     if accelerate is None:
         pytest.skip("the accelerate launcher is not on PATH")
-    launch = [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]  # fmt: skip
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    launch = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", port]  # fmt: skip
     two = subprocess.run([*launch, str(script), str(tmp_path / "two")], env=env, capture_output=True, text=True,
                          timeout=300)  # fmt: skip
     assert two.returncode == 0, two.stderr[-3000:]
@@ -51,8 +59,8 @@ def test_two_processes_match_one(tmp_path):
     b = SAE.from_pretrained(tmp_path / "two" / "saes" / "h")
     for name, t in a.state_tensors().items():
         torch.testing.assert_close(b.state_tensors()[name], t, rtol=1e-4, atol=1e-5, msg=name)
-    assert "processes 2 rank 0" in two.stdout
-    assert "processes 2 rank 1" in two.stdout
+    assert "processes 2 rank 0" in two.stdout, two.stdout
+    assert "processes 2 rank 1" in two.stdout, two.stdout
     assert a.cfg.provenance.extra["metrics"]["fvu"] == pytest.approx(
         b.cfg.provenance.extra["metrics"]["fvu"], rel=1e-3
     )

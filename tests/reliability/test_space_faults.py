@@ -97,7 +97,7 @@ def test_full_load_50_clients(space):
     """50 users with their own Client; SAE_HUB_LOAD_SECONDS=60 for the run reported in RELIABILITY.md."""
     url, client, _ = space
     client.predict("warm up the model and the queue", None, api_name="/inspect")
-    seconds = float(os.environ.get("SAE_HUB_LOAD_SECONDS", "15"))
+    seconds = float(os.environ.get("SAE_HUB_LOAD_SECONDS", "10"))
     result, before, after = load(url, clients=50, seconds=seconds, connections=50)
     check_load(result, before, after, growth_mb=100)
 

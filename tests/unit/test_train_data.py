@@ -115,5 +115,7 @@ def test_shipped_example_config_is_valid():
 
     path = importlib.resources.files("sae_hub") / "train" / "examples" / "smollm2-135m-topk.yaml"
     cfg = TrainConfig.load(str(path))
-    assert cfg.model == "embedded" and cfg.hooks == ["blocks.15.hook_resid_post"]
-    assert cfg.width(576) == 9216 and cfg.learning_rate(9216) == pytest.approx(2e-4 / (9216 / 2**14) ** 0.5)
+    assert cfg.model == "embedded"
+    assert cfg.hooks == ["blocks.15.hook_resid_post"]
+    assert cfg.width(576) == 9216
+    assert cfg.learning_rate(9216) == pytest.approx(2e-4 / (9216 / 2**14) ** 0.5)
