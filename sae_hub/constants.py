@@ -18,9 +18,7 @@ def _is_true(value: str | None) -> bool:
 HF_HUB_OFFLINE: bool = hf_constants.HF_HUB_OFFLINE
 """True when huggingface_hub is in offline mode; sae_hub then reads only the cache."""
 
-SAE_HUB_CACHE: Path = Path(
-    os.environ.get("SAE_HUB_CACHE") or Path(hf_constants.HF_HOME) / "sae_hub"
-)
+SAE_HUB_CACHE: Path = Path(os.environ.get("SAE_HUB_CACHE") or Path(hf_constants.HF_HOME) / "sae_hub")
 """Where converted (native) copies of foreign-format SAEs and demo artefacts are kept."""
 
 SAE_HUB_DISABLE_CONVERSION_CACHE: bool = _is_true(os.environ.get("SAE_HUB_DISABLE_CONVERSION_CACHE"))

@@ -52,9 +52,7 @@ class SaeNotFoundError(SaeHubError, LookupError):
     """The release is known but has no SAE with this id."""
 
     def __init__(self, release: str, sae_id: str, suggestions: Sequence[str] = ()) -> None:
-        super().__init__(
-            f"Release `{release}` has no SAE `{sae_id}`.{_did_you_mean(suggestions)}"
-        )
+        super().__init__(f"Release `{release}` has no SAE `{sae_id}`.{_did_you_mean(suggestions)}")
         self.release = release
         self.sae_id = sae_id
         self.suggestions = list(suggestions)

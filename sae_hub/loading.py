@@ -35,11 +35,11 @@ def load_tensors(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> Loaded:
-    """Load a local folder (`sae_id` = subfolder), a registry release or a Hub repo (`sae_id` = folder)."""
+    """Load a local folder or weights file (`sae_id` = subfolder), a registry release or a Hub repo (`sae_id` = folder)."""
     local = Path(release_or_repo)
     if sae_id is not None and local.is_dir():
         local = local / sae_id
-    if local.is_dir():
+    if local.is_dir() or local.is_file():  # a folder, or a single weights file (`5.pt`, `.pth`)
         cfg, tensors, _ = formats.read(local)
         return Loaded(cfg, tensors, str(local), verified=False)
     from sae_hub.hub import load_remote

@@ -16,19 +16,36 @@ from collections.abc import Sequence
 COMMANDS: dict[str, tuple[str, str]] = {
     "download": ("download", "fetch one SAE into the HF cache (and convert it once) for offline use"),
     "list": ("list", "list registry releases (release, repo, model, format, number of SAEs)"),
-    "convert": ("convert", "rewrite an SAE in another on-disk format (native, saelens, sparsify, gemma-scope, ...)"),
-    "info": ("info", "show a release's SAEs, or one SAE's config and tensor shapes without downloading weights"),
+    "convert": (
+        "convert",
+        "rewrite an SAE in another on-disk format (native, saelens, sparsify, gemma-scope, ...)",
+    ),
+    "info": (
+        "info",
+        "show a release's SAEs, or one SAE's config and tensor shapes without downloading weights",
+    ),
     "demo": ("demo", "serve the Space locally: inspect and steer SAE features in the browser"),
-    "train": ("train", "train SAEs from a YAML/JSON config (accelerate launch -m sae_hub.train for several processes)"),
-    "eval": ("eval", "splice an SAE into its model: FVU, L0, dead latents, CE loss recovered, KL; table + JSON"),
-    "push": ("push", "upload a trained SAE folder (or a run's folders) to the Hub with a model card, in one commit"),
+    "train": (
+        "train",
+        "train SAEs from a YAML/JSON config (accelerate launch -m sae_hub.train for several processes)",
+    ),
+    "eval": (
+        "eval",
+        "splice an SAE into its model: FVU, L0, dead latents, CE loss recovered, KL; table + JSON",
+    ),
+    "push": (
+        "push",
+        "upload a trained SAE folder (or a run's folders) to the Hub with a model card, in one commit",
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser with every subcommand registered in COMMANDS."""
     parser = argparse.ArgumentParser(prog="sae-hub", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"sae_hub.cli.{module_name}")

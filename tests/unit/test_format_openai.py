@@ -176,3 +176,12 @@ def test_location_is_found_below_extra_cache_folders(tmp_path: Path) -> None:
     prov = read(raw.path)[0].provenance
     assert (prov.hook, prov.layer, prov.model) == ("blocks.5.hook_attn_out", 5, "openai-community/gpt2")
     assert prov.extra == {"location": "resid_delta_attn", "version": "v5_128k"}
+
+
+def test_from_pretrained_reads_a_local_weights_file(tmp_path: Path) -> None:
+    raw = build_openai(tmp_path)
+    from_file = SAE.from_pretrained(tmp_path / raw.files[0])
+    from_folder_read, tensors, _ = read(tmp_path / raw.files[0])
+    assert from_file.cfg.architecture == from_folder_read.architecture == "topk"
+    for name, t in tensors.items():
+        assert torch.equal(from_file.state_tensors()[name], t), name
