@@ -1,6 +1,11 @@
 """Training benchmarks: real SmolLM2-135M-Instruct activations, every architecture, speed against SAELens.
 
     python bench/bench_train.py [--tokens 32768] [--out bench/results/train.json]
+    python bench/bench_train.py --only quality --config sae_hub/assets/starter/train.yaml --tokens 163840
+
+With `--config`, the quality runs take the corpus, activation cache and settings (width, batch, AuxK)
+of that training config, e.g. the starter SAE's, so they reuse its cached activations (run from the folder
+the config's relative paths are meant for, the project root for the starter).
 
 1. Text: English documentation available offline (Python's `pydoc_data.topics` plus the docstrings of
    the standard library, numpy and torch), written once to `<work>/corpus.txt`.
@@ -199,26 +204,38 @@ def base_config(work: Path, corpus: Path, tokens: int, **kw):
     )
 
 
-def bench_quality(work: Path, corpus: Path, tokens: int) -> dict[str, dict[str, float]]:
-    """Train every architecture on the same cached tokens; held-out FVU, L0, dead %."""
-    from sae_hub.train import train
+QUALITY_RUNS = {  # name: (architecture, settings); the L1 and L0 coefficients are tuned for L0 ~ 32
+    "topk": ("topk", {}), "batchtopk": ("batchtopk", {}), "matryoshka": ("matryoshka", {}),
+    "jumprelu": ("jumprelu", {"target_l0": 32.0, "l0_coefficient": 1.0, "jumprelu_init_threshold": 0.001}),
+    "jumprelu_c8": ("jumprelu", {"target_l0": 32.0, "l0_coefficient": 8.0, "jumprelu_init_threshold": 0.001}),
+    "relu_l1_0.06": ("relu_l1", {"l1_coefficient": 0.06, "sparsity_warmup_steps": 50}),
+    "relu_l1_0.1": ("relu_l1", {"l1_coefficient": 0.1, "sparsity_warmup_steps": 50}),
+    "relu_l1_0.15": ("relu_l1", {"l1_coefficient": 0.15, "sparsity_warmup_steps": 50}),
+}  # fmt: skip
 
-    settings = {
-        "topk": {}, "batchtopk": {}, "matryoshka": {},
-        "jumprelu": {"target_l0": 32.0, "l0_coefficient": 1.0, "jumprelu_init_threshold": 0.001},
-        "relu_l1": {"l1_coefficient": 0.6, "sparsity_warmup_steps": 50},
-    }  # fmt: skip
+
+def bench_quality(
+    work: Path, corpus: Path, tokens: int, config: Path | None, runs: list[str]
+) -> dict[str, dict[str, float]]:
+    """Train every architecture on the same cached tokens; held-out FVU, L0, dead %."""
+    from sae_hub.train import TrainConfig, train
+
     results = {}
-    for arch, extra in settings.items():
-        cfg = base_config(
-            work, corpus, tokens, architecture=arch, output_dir=str(work / "runs" / arch), **extra
-        )
+    for name in runs:
+        arch, extra = QUALITY_RUNS[name]
+        out_dir = str(work / "runs" / name)
+        if config is None:
+            cfg = base_config(work, corpus, tokens, architecture=arch, output_dir=out_dir, **extra)
+        else:
+            cfg = TrainConfig.load(config).replace(
+                total_tokens=tokens, architecture=arch, output_dir=out_dir, eval_texts=0, **extra
+            )
         start = time.perf_counter()
         sae = train(cfg)
         m = dict(sae.cfg.provenance.extra["metrics"])
         m["train_seconds"] = time.perf_counter() - start
-        results[arch] = m
-        print(arch, json.dumps(m))
+        results[name] = m
+        print(name, json.dumps(m))
     return results
 
 
@@ -274,6 +291,8 @@ def main() -> None:
     parser.add_argument("--work", default="/tmp/sae_hub_bench_train", help="corpus, cache and runs")
     parser.add_argument("--out", default="bench/results/train.json")
     parser.add_argument("--only", nargs="*", default=["generation", "quality", "throughput"])
+    parser.add_argument("--runs", nargs="*", default=list(QUALITY_RUNS), choices=list(QUALITY_RUNS))
+    parser.add_argument("--config", type=Path, help="training config whose corpus, cache and settings to use")
     args = parser.parse_args()
     work = Path(args.work)
     corpus = build_corpus(work / "corpus.txt")
@@ -288,7 +307,10 @@ def main() -> None:
         results["generation"] = bench_generation(model, tokenizer, corpus)
         print("generation", results["generation"])
     if "quality" in args.only:
-        results["quality"] = bench_quality(work, corpus, args.tokens)
+        results["quality"] = results.get("quality", {}) | bench_quality(
+            work, corpus, args.tokens, args.config, args.runs
+        )
+        results["quality_config"] = str(args.config) if args.config else None
     if "throughput" in args.only:
         results["throughput"] = bench_throughput(work)
     out.parent.mkdir(parents=True, exist_ok=True)

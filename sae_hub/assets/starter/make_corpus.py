@@ -50,10 +50,11 @@ def unwrap(text: str) -> str:
 
 def _public(namespace: dict[str, object], owner: str) -> Iterator[tuple[str, object]]:
     """Public classes and functions defined in module `owner`, in sorted name order."""
+    kinds = (inspect.isclass, inspect.isfunction, inspect.isbuiltin)
     for name, obj in sorted(namespace.items()):
-        if not name.startswith("_") and getattr(obj, "__module__", None) == owner:
-            if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj):
-                yield name, obj
+        mine = not name.startswith("_") and getattr(obj, "__module__", None) == owner
+        if mine and any(kind(obj) for kind in kinds):
+            yield name, obj
 
 
 def module_docstrings(name: str) -> str:
@@ -66,7 +67,9 @@ def module_docstrings(name: str) -> str:
         parts.append(inspect.getdoc(obj) or "")
         if inspect.isclass(obj):
             for attr, member in sorted(vars(obj).items()):
-                if not attr.startswith("_") and (inspect.isfunction(member) or inspect.ismethoddescriptor(member)):
+                if not attr.startswith("_") and (
+                    inspect.isfunction(member) or inspect.ismethoddescriptor(member)
+                ):
                     parts.append(inspect.getdoc(member) or "")
     return "\n\n".join(unwrap(p) for p in parts if p.strip())
 
@@ -80,7 +83,7 @@ def documents() -> Iterator[dict[str, str]]:
             continue
         try:
             text = module_docstrings(name)
-        except Exception:  # noqa: BLE001  (modules missing on this platform or build are skipped)
+        except Exception:  # modules missing on this platform or build are skipped
             continue
         if text:
             yield {"source": "docstrings", "name": name, "text": text}
