@@ -79,19 +79,23 @@ def _norm_scales(raw: dict[str, Any], d_model: int, path: Path) -> tuple[float, 
     return scales[0], scales[1]
 
 
-def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
-    """Read a Llama Scope folder and convert it faithfully (dataset norm and decoder norms folded)."""
-    folder = Path(folder)
-    cfg_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+def read_lm_saes_config(cfg_path: Path, release: str, refused_flags: tuple[str, ...]) -> dict:
+    """Read an lm_saes JSON config, refusing non-JumpReLU activations and flags the release never sets."""
     raw = load_json(cfg_path)
     act = get_field(raw, "act_fn", str, cfg_path)
     if act != "jumprelu":
         raise ConfigError(f"{cfg_path}: act_fn {act!r} is not supported; expected 'jumprelu'", field="act_fn")
-    if raw.get("apply_decoder_bias_to_pre_encoder", False):
-        raise ConfigError(
-            f"{cfg_path}: apply_decoder_bias_to_pre_encoder=true is not a Llama Scope release setting",
-            field="apply_decoder_bias_to_pre_encoder",
-        )
+    for flag in refused_flags:
+        if raw.get(flag, False):
+            raise ConfigError(f"{cfg_path}: {flag}=true is not {release} release setting", field=flag)
+    return raw
+
+
+def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
+    """Read a Llama Scope folder and convert it faithfully (dataset norm and decoder norms folded)."""
+    folder = Path(folder)
+    cfg_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    raw = read_lm_saes_config(cfg_path, "a Llama Scope", ("apply_decoder_bias_to_pre_encoder",))
     d_model = get_field(raw, "d_model", int, cfg_path)
     d_sae = get_field(raw, "d_sae", int, cfg_path)
     check_dims(cfg_path, d_model=d_model, d_sae=d_sae)

@@ -20,17 +20,17 @@ from pathlib import Path
 from torch import Tensor
 
 from sae_hub.config import Provenance, SAEConfig
-from sae_hub.errors import ConfigError, FormatError
+from sae_hub.errors import FormatError
 from sae_hub.formats._common import (
     check_dims,
     get_field,
     layer_of,
-    load_json,
     names_of,
     prefix,
     tensor,
 )
 from sae_hub.formats._safetensors import read_safetensors
+from sae_hub.formats.llama_scope import read_lm_saes_config
 
 logger = logging.getLogger(__name__)
 
@@ -53,13 +53,9 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     """Read an R1 Distill folder into a canonical JumpReLU SAE (dataset scales left to the registry)."""
     folder = Path(folder)
     cfg_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
-    raw = load_json(cfg_path)
-    act = get_field(raw, "act_fn", str, cfg_path)
-    if act != "jumprelu":
-        raise ConfigError(f"{cfg_path}: act_fn {act!r} is not supported; expected 'jumprelu'", field="act_fn")
-    for flag in ("apply_decoder_bias_to_pre_encoder", "sparsity_include_decoder_norm"):
-        if raw.get(flag, False):
-            raise ConfigError(f"{cfg_path}: {flag}=true is not an R1 Distill release setting", field=flag)
+    raw = read_lm_saes_config(
+        cfg_path, "an R1 Distill", ("apply_decoder_bias_to_pre_encoder", "sparsity_include_decoder_norm")
+    )
     d_model = get_field(raw, "d_model", int, cfg_path)
     check_dims(cfg_path, d_model=d_model)
     state = read_safetensors(weights_path)
