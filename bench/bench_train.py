@@ -215,6 +215,27 @@ QUALITY_RUNS = {  # name: (architecture, settings); the L1 and L0 coefficients a
 }  # fmt: skip
 
 
+class HeldOutShards:
+    """A complete activation cache split for the quality runs: the last shard joins the eval shard as
+    held-out tokens, the other shards are cycled (each pass reshuffled) for as many tokens as a run asks."""
+
+    def __init__(self, cfg) -> None:
+        from sae_hub.train.cache import CachedSource
+
+        self.cache = CachedSource(cfg.activation_cache, cfg, None)
+        self.hooks, self.d_in = self.cache.hooks, self.cache.d_in
+        self.n_train = len(self.cache.manifest["shards"]) - 1
+        if self.n_train < 1:
+            raise SystemExit(f"{cfg.activation_cache}: build the cache first (sae-hub train CONFIG)")
+
+    def block(self, index: int) -> list[torch.Tensor]:
+        return self.cache.block(index % self.n_train)
+
+    def eval_block(self) -> list[torch.Tensor]:
+        pairs = zip(self.cache.eval_block(), self.cache.block(self.n_train), strict=True)
+        return [torch.cat(pair) for pair in pairs]
+
+
 def bench_quality(
     work: Path, corpus: Path, tokens: int, config: Path | None, runs: list[str]
 ) -> dict[str, dict[str, float]]:
@@ -225,14 +246,16 @@ def bench_quality(
     for name in runs:
         arch, extra = QUALITY_RUNS[name]
         out_dir = str(work / "runs" / name)
+        source = None
         if config is None:
             cfg = base_config(work, corpus, tokens, architecture=arch, output_dir=out_dir, **extra)
         else:
             cfg = TrainConfig.load(config).replace(
                 total_tokens=tokens, architecture=arch, output_dir=out_dir, eval_texts=0, **extra
             )
+            source = HeldOutShards(cfg)
         start = time.perf_counter()
-        sae = train(cfg)
+        sae = train(cfg, source=source)
         m = dict(sae.cfg.provenance.extra["metrics"])
         m["train_seconds"] = time.perf_counter() - start
         results[name] = m

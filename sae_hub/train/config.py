@@ -20,6 +20,7 @@ BosPolicy = Literal["window", "document", "none"]
 MixedPrecision = Literal["no", "bf16"]
 Logger = Literal["jsonl", "tensorboard", "wandb"]
 BDecInit = Literal["geometric_median", "mean", "zeros"]
+Parallelism = Literal["ddp", "fsdp"]
 
 ARCHITECTURES: tuple[str, ...] = get_args(TrainArchitecture)
 # Gao et al.: lr proportional to 1/sqrt(n latents), 2e-4 at n = 2**14.
@@ -118,6 +119,9 @@ class TrainConfig:
     """`bf16` autocast (fp32 master weights, no GradScaler) or `no`."""
     cpu: bool = False
     """Force the CPU even when an accelerator is present."""
+    parallelism: Parallelism = "ddp"
+    """Several processes: `ddp` replicates each SAE on every rank; `fsdp` shards its weights, gradients
+    and Adam state across ranks (FSDP2), for SAEs too large to replicate. One process ignores it."""
 
     # ---- checkpoints, logging, evaluation -------------------------------------------------
     output_dir: str = "sae_run"
@@ -181,6 +185,7 @@ class TrainConfig:
             "bos_policy": get_args(BosPolicy),
             "mixed_precision": get_args(MixedPrecision),
             "b_dec_init": get_args(BDecInit),
+            "parallelism": get_args(Parallelism),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -18,6 +18,7 @@ from sae_hub._io import write_json_atomic
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.sae import SAE
 from sae_hub.train.config import TrainConfig
+from sae_hub.train.sharding import full
 
 _EXPORT_ARCH = {"topk": "topk", "batchtopk": "batchtopk", "matryoshka": "batchtopk",
                 "jumprelu": "jumprelu", "relu_l1": "relu"}  # fmt: skip
@@ -39,8 +40,10 @@ def sae_config(cfg: TrainConfig, d_in: int, hook: str, *, model_id: str | None) 
 
 @torch.no_grad()
 def export_sae(sae: SAE, scale: float, cfg: TrainConfig, extra: dict[str, Any]) -> SAE:
-    """A detached float32 copy of `sae` reading raw activations (scale folded), with provenance extra."""
-    tensors = {n: t.detach().float().cpu().clone() for n, t in sae.state_tensors().items()}
+    """A detached float32 copy of `sae` reading raw activations (scale folded), with provenance extra.
+
+    Under FSDP every rank must call this: sharded weights are gathered."""
+    tensors = {n: full(t).detach().float().cpu().clone() for n, t in sae.state_tensors().items()}
     info: dict[str, Any] = {"training_config": cfg.to_dict(), **extra}
     if cfg.architecture == "matryoshka":
         info["matryoshka_groups"] = cfg.groups(sae.cfg.d_sae)

@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from sae_hub.train import sharding
 from sae_hub.train.config import TrainConfig
 from sae_hub.train.objectives import StepOutput, TrainingSAE
 
@@ -87,8 +88,8 @@ def update_state(member: TrainingSAE, out: StepOutput, global_tokens: int, cfg: 
     if cfg.architecture in ("batchtopk", "matryoshka"):
         theta = member.sae.threshold
         batch_min = _all_reduce(out.min_active.detach().clone().float(), dist.ReduceOp.MIN)
-        if torch.isfinite(batch_min):
-            if bool((theta == 0).all()):  # first observation initialises the EMA
+        if torch.isfinite(batch_min):  # python floats below: theta may be sharded (FSDP), batch_min is not
+            if bool((sharding.full(theta) == 0).all()):  # the first observation initialises the EMA
                 theta.fill_(batch_min.item())
             else:
-                theta.mul_(cfg.threshold_ema).add_((1 - cfg.threshold_ema) * batch_min)
+                theta.mul_(cfg.threshold_ema).add_((1 - cfg.threshold_ema) * batch_min.item())

@@ -24,7 +24,7 @@ from torch import Tensor
 from sae_hub.errors import ConfigError
 from sae_hub.sae import SAE
 from sae_hub.train import checkpoint as ckpt
-from sae_hub.train import mechanics
+from sae_hub.train import mechanics, sharding
 from sae_hub.train.activations import ActivationSource, ModelSource
 from sae_hub.train.buffer import ShuffleBuffer
 from sae_hub.train.cache import CachedSource
@@ -148,11 +148,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, source: ActivationSource | 
     model_id = _model_id(cfg, loaded["model"])
     members, scales = _initial_state(cfg, source, model_id)
     group = SAEGroup(members)
+    sharded = cfg.parallelism == "fsdp" and accelerator.num_processes > 1
+    if sharded:  # before the optimizer: sharding replaces the parameters with DTensors
+        sharding.shard(group, members, accelerator.device)
+        logger.info("FSDP: every SAE sharded across %d processes", accelerator.num_processes)
     params = [p for p in group.parameters() if p.requires_grad]
     lr = cfg.learning_rate(members[0].sae.cfg.d_sae)
     optimizer = torch.optim.Adam(params, lr=lr, betas=cfg.adam_betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: mechanics.lr_factor(s, cfg))
-    group, optimizer = accelerator.prepare(group, optimizer)
+    if sharded:  # FSDP syncs the gradients itself; accelerate would add DDP on top
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        group, optimizer = accelerator.prepare(group, optimizer)
     raw = accelerator.unwrap_model(group)
     buffer = ShuffleBuffer(source, batch_size=cfg.batch_size, seed=cfg.seed,
                            rank=accelerator.process_index, world=accelerator.num_processes)  # fmt: skip
@@ -175,7 +182,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, source: ActivationSource | 
             for x, s in zip(buffer.next(), scale_t, strict=True)
         ]
         dead = [m.dead_mask(cfg.dead_after_tokens) for m in raw.members]
-        outs = group(xs, sparsity_scale=mechanics.sparsity_factor(step, cfg), dead=dead)
+        with accelerator.autocast():
+            outs = group(xs, sparsity_scale=mechanics.sparsity_factor(step, cfg), dead=dead)
         accelerator.backward(sum(o.loss for o in outs))
         for m in raw.members:
             mechanics.project_decoder_grad(m)
@@ -228,13 +236,13 @@ def _metrics(
 
 def _save(accelerator: Any, root: Path, step: int, cfg: TrainConfig, raw: SAEGroup, optimizer: Any,
           scheduler: Any, buffer: ShuffleBuffer, scales: list[float]) -> None:  # fmt: skip
-    """Every rank reaches the barrier; the main process writes (state is identical on all ranks)."""
+    """Every rank gathers the full state (sharded under FSDP, identical under DDP); the main one writes."""
     accelerator.wait_for_everyone()
+    opt_tensors, opt_meta = ckpt.optimizer_tensors(
+        optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
+    )
+    tensors = sharding.full_tensors({f"model.{k}": v for k, v in raw.state_dict().items()} | opt_tensors)
     if accelerator.is_main_process:
-        opt_tensors, opt_meta = ckpt.optimizer_tensors(
-            optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-        )
-        tensors = {f"model.{k}": v for k, v in raw.state_dict().items()} | opt_tensors
         tensors["rng.torch"] = torch.get_rng_state()
         state = {"step": step, "buffer": buffer.state(), "optimizer": opt_meta, "scales": scales,
                  "scheduler": {"last_epoch": scheduler.last_epoch}, "config": cfg.to_dict()}  # fmt: skip
@@ -251,9 +259,10 @@ def _restore(folder: Path, cfg: TrainConfig, raw: SAEGroup, optimizer: Any, sche
     model_state = {
         k.removeprefix("model."): v.to(device) for k, v in tensors.items() if k.startswith("model.")
     }
-    raw.load_state_dict(model_state)
+    raw.load_state_dict(sharding.as_model_state(model_state, raw))
     inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-    ckpt.restore_optimizer(inner, {k: v.to(device) for k, v in tensors.items()}, state["optimizer"])
+    moments = sharding.as_optimizer_state({k: v.to(device) for k, v in tensors.items()}, inner)
+    ckpt.restore_optimizer(inner, moments, state["optimizer"])
     scheduler.last_epoch = state["scheduler"]["last_epoch"]  # the optimizer state above restored each lr
     scheduler._last_lr = [g["lr"] for g in inner.param_groups]
     buffer.load_state(state["buffer"])
@@ -270,7 +279,11 @@ def _finish(accelerator: Any, cfg: TrainConfig, raw: SAEGroup, scales: list[floa
     metrics: dict[str, dict[str, float]] = {}
     for j, (hook, member, scale) in enumerate(zip(source.hooks, raw.members, scales, strict=True)):
         sae = export_sae(member.sae, scale, cfg, {})
-        metrics[hook] = activation_metrics(sae, held_out[j]) | {"training_tokens": cfg.steps * cfg.batch_size}
+        metrics[hook] = activation_metrics(sae, held_out[j]) | {
+            "training_tokens": cfg.steps * cfg.batch_size,
+            # the training-side definition: silent for the last `dead_after_tokens` training tokens
+            "dead_pct_train": 100.0 * float(member.dead_mask(cfg.dead_after_tokens).float().mean()),
+        }
         if accelerator.is_main_process and cfg.model and cfg.dataset and cfg.eval_texts:
             model, tokenizer = _loaded_model(cfg, accelerator, loaded)
             metrics[hook] |= spliced_metrics(model, tokenizer, sae, hook, cfg)
