@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from registry_facts import CONVERSION_FORMATS, HF_MODEL_BY_RELEASE, HF_MODELS, SAE, UNSUPPORTED_FORMATS
 
-from sae_hub.registry.schema import TEMPLATE_FORMATTER, TEXT_FIELDS, template_names
+from sae_hub.registry.schema import RELEASE_FIELDS, TEMPLATE_FORMATTER, TEXT_FIELDS, template_names
 
 
 def _fill(template: str, sae: SAE) -> str | None:
@@ -158,23 +158,12 @@ def release(
     name: str, *, model: str, fmt: str, groups: list[dict[str, Any]], **fields: Any
 ) -> dict[str, Any]:
     """Assemble a release mapping in the data-file order of keys, dropping empty optional fields."""
-    out: dict[str, Any] = {"name": name}
-    for key in (
-        "repo_id",
-        "model",
-        "saelens_model",
-        "format",
-        "supported",
-        "in_saelens",
-        "links",
-        "notes",
-        "config_overrides",
-        "extra",
-    ):
-        value = {"model": model, "format": fmt}.get(key, fields.get(key))
+    values = {**fields, "name": name, "model": model, "format": fmt, "groups": groups}
+    out: dict[str, Any] = {}
+    for key in RELEASE_FIELDS:
+        value = values.get(key)
         if value not in (None, {}, "") and not (key == "supported" and value is True):
             out[key] = value
-    out["groups"] = groups
     return out
 
 

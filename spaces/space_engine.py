@@ -1,9 +1,9 @@
 """The Space's model session: inspect features, describe one feature, steer generation; no UI code.
 
 `Session` holds one causal LM, its tokenizer and one SAE, and answers the three tabs of the Space with
-plain Python values. It calls only sae_hub's public API. Every input is bounded by `Limits`; a request
-past a limit raises `LimitError`, whose message the UI shows as it is. A lock serialises model use,
-because steering hooks are installed on the shared model.
+plain Python values. It calls only sae_hub's public API. Every input is bounded by `Limits`
+(`space_limits.py`); a request past a limit raises `LimitError`, whose message the UI shows as it is.
+A lock serialises model use, because steering hooks are installed on the shared model.
 """
 
 from __future__ import annotations
@@ -13,42 +13,37 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import feature_index
 import torch
+from space_limits import MODES, POSITIONS, EditSpec, LimitError, Limits, Mode, Positions, check_feature
+from space_stream import stream_generation
 from torch import Tensor
 
 import sae_hub
 from sae_hub import SAE
 from sae_hub.constants import SAE_HUB_CACHE
 
+__all__ = [
+    "MODES",
+    "POSITIONS",
+    "STARTER_SAE",
+    "EditSpec",
+    "FeatureCard",
+    "Inspection",
+    "LimitError",
+    "Limits",
+    "Mode",
+    "Positions",
+    "Session",
+    "TokenTop",
+]
+
 logger = logging.getLogger(__name__)
 
-Mode = Literal["add", "clamp", "ablate"]
-Positions = Literal["all", "prompt", "generated"]
-MODES: tuple[str, ...] = ("add", "clamp", "ablate")
-POSITIONS: tuple[str, ...] = ("all", "prompt", "generated")
 STARTER_SAE = Path(sae_hub.__file__).parent / "assets" / "starter"
 """The SAE shipped with sae_hub for the embedded model (SmolLM2-135M-Instruct, layer 15 residual)."""
-
-
-class LimitError(ValueError):
-    """A request the Space refuses: too long, too many, out of range, or not meaningful here."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Limits:
-    """Bounds on every request, so one user cannot hold the single model worker for long."""
-
-    max_input_tokens: int = 256
-    max_new_tokens: int = 128
-    max_strength: float = 200.0
-    max_edits: int = 4
-    top_k: int = 12
-    index_windows: int = 96
-    """Windows of the bundled corpus encoded once for feature densities and top snippets."""
-    index_window_tokens: int = 64
 
 
 @dataclass(frozen=True)
@@ -85,15 +80,6 @@ class FeatureCard:
     decoder_norm: float
     """Norm of the feature's decoder row: what strength 1 adds without the unit-norm option."""
     snippets: list[list[tuple[str, float]]]
-
-
-@dataclass(frozen=True)
-class EditSpec:
-    """One row of the Steer tab."""
-
-    feature: int
-    mode: Mode
-    strength: float
 
 
 class Session:
@@ -180,11 +166,7 @@ class Session:
             if bos is not None and (ids.shape[1] == 0 or int(ids[0, 0]) != bos):
                 # as in training: a text starts after BOS, so its first token is not the attention sink
                 ids = torch.cat([torch.tensor([[bos]]), ids], dim=1)
-        n, limit = ids.shape[1], self.limits.max_input_tokens
-        if n > limit:
-            raise LimitError(
-                f"the input is {n} tokens; the limit is {limit} tokens. Shorten it and try again."
-            )
+        self.limits.check_input(ids.shape[1])
         return ids.to(self.model.device)
 
     def _pieces(self, ids: Sequence[int]) -> list[str]:
@@ -198,12 +180,7 @@ class Session:
         return run.features[self.hook].float()
 
     def _check_feature(self, feature: Any) -> int:
-        if feature is None or not float(feature).is_integer():
-            raise LimitError("choose a feature number")
-        f = int(feature)
-        if not 0 <= f < self.sae.cfg.d_sae:
-            raise LimitError(f"feature {f} does not exist; this SAE has features 0..{self.sae.cfg.d_sae - 1}")
-        return f
+        return check_feature(feature, self.sae.cfg.d_sae)
 
     # ---- Inspect -------------------------------------------------------------------------------
 
@@ -289,17 +266,11 @@ class Session:
         skip_special_tokens: bool = False,
     ) -> Any:
         """Build the `sae_hub.Steering` for these rows, checking every bound."""
-        if positions not in POSITIONS:
-            raise LimitError(f"positions must be one of {list(POSITIONS)}, got {positions!r}")
-        if len(edits) > self.limits.max_edits:
-            raise LimitError(f"at most {self.limits.max_edits} features can be steered at once")
+        self.limits.check_steering(edits, positions)
         out = []
         for e in edits:
             f = self._check_feature(e.feature)
-            if e.mode not in MODES:
-                raise LimitError(f"mode must be one of {list(MODES)}, got {e.mode!r}")
-            if not abs(e.strength) <= self.limits.max_strength:
-                raise LimitError(f"strength {e.strength} is outside ±{self.limits.max_strength:g}")
+            self.limits.check_edit(e)
             value = 0.0 if e.mode == "ablate" else float(e.strength)
             out.append(
                 sae_hub.Edit(feature=f, mode=e.mode, value=value, normalize=normalize and e.mode == "add")
@@ -324,10 +295,7 @@ class Session:
         chat: bool = True,
     ) -> Iterator[tuple[str, str]]:
         """Stream (default, steered) completions of `prompt` with the same seed; default first."""
-        if not 1 <= int(max_new_tokens) <= self.limits.max_new_tokens:
-            raise LimitError(f"new tokens must be between 1 and {self.limits.max_new_tokens}")
-        if not 0 <= float(temperature) <= 2:
-            raise LimitError("temperature must be between 0 and 2")
+        self.limits.check_generation(max_new_tokens, temperature)
         ids = self._ids(prompt, chat=chat)
         settings = {
             "temperature": float(temperature),
@@ -336,56 +304,10 @@ class Session:
         }
         with self.lock:
             default = ""
-            for default in self._stream(ids, None, **settings):
+            for default in stream_generation(self.model, self.tokenizer, ids, None, **settings):
                 yield default, ""
-            for steered in self._stream(ids, steering, **settings):
+            for steered in stream_generation(self.model, self.tokenizer, ids, steering, **settings):
                 yield default, steered
-
-    def _stream(
-        self, ids: Tensor, steering: Any, *, temperature: float, seed: int, max_new_tokens: int
-    ) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
-
-        streamer = TextIteratorStreamer(
-            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300
-        )
-        failure: list[BaseException] = []
-        sample = temperature > 0
-        kwargs = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "max_new_tokens": max_new_tokens,
-            "do_sample": sample,
-            "temperature": temperature if sample else None,
-            "top_p": None,
-            "top_k": None,
-            "pad_token_id": self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
-            "streamer": streamer,
-        }
-
-        def run() -> None:
-            try:
-                torch.manual_seed(seed)
-                with torch.no_grad():
-                    if steering is None:
-                        self.model.generate(**kwargs)
-                    else:
-                        with steering.apply(self.model, tokenizer=self.tokenizer):
-                            self.model.generate(**kwargs)
-            except BaseException as exc:  # handed to the caller after the streamer ends
-                failure.append(exc)
-                streamer.end()
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        text = ""
-        for piece in streamer:
-            text += piece
-            yield text
-        worker.join()
-        if failure:
-            raise failure[0]
-        yield text
 
     # ---- recipes -------------------------------------------------------------------------------
 
@@ -399,8 +321,5 @@ class Session:
     def load_recipe(self, path: str | Path) -> Any:
         """Read a recipe file for this SAE (its edits must fit the Steer tab)."""
         steering = sae_hub.Steering.load(path, sae=self.sae)
-        if len(steering.edits) > self.limits.max_edits:
-            raise LimitError(
-                f"the recipe has {len(steering.edits)} edits; the Space shows at most {self.limits.max_edits}"
-            )
+        self.limits.check_recipe(len(steering.edits))
         return steering

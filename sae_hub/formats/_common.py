@@ -98,6 +98,15 @@ def tensor(state: Mapping[str, Any], key: str, path: Path, ndim: int | None = No
     return value
 
 
+def from_linear(enc_w: Tensor, enc_b: Tensor, dec_w: Tensor, dec_b: Tensor) -> dict[str, Tensor]:
+    """Canonical tensors from `nn.Linear` weights (encoder `[d_sae, d_in]`, decoder `[d_out, d_sae]`).
+
+    Both weights are transposed; the biases and the decoder take the encoder's dtype.
+    """
+    dtype = enc_w.dtype
+    return {"W_enc": enc_w.T, "b_enc": enc_b.to(dtype), "W_dec": dec_w.T.to(dtype), "b_dec": dec_b.to(dtype)}
+
+
 def single_file(path: Path, suffixes: Sequence[str], pattern: str | None = None) -> Path:
     """Return `path` if it is a file, else the one file in the folder with a matching name."""
     if path.is_file():

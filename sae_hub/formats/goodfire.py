@@ -24,6 +24,7 @@ from sae_hub._io import write_text_atomic
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import FormatError
 from sae_hub.formats._common import (
+    from_linear,
     load_torch_state,
     names_of,
     prefix,
@@ -80,13 +81,12 @@ def read(path: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
         raise FormatError(
             f"decoder_linear.weight has shape {tuple(dec.shape)}; expected [d_out, {d_sae}]", path=str(file)
         )
-    dtype = enc.dtype
-    tensors = {
-        "W_enc": enc.T,
-        "b_enc": tensor(state, "encoder_linear.bias", file, ndim=1).to(dtype),
-        "W_dec": dec.T.to(dtype),
-        "b_dec": tensor(state, "decoder_linear.bias", file, ndim=1).to(dtype),
-    }
+    tensors = from_linear(
+        enc,
+        tensor(state, "encoder_linear.bias", file, ndim=1),
+        dec,
+        tensor(state, "decoder_linear.bias", file, ndim=1),
+    )
     layer = extra.get("layer")
     if not isinstance(layer, int) or isinstance(layer, bool):
         m = re.search(r"(?:-l|layers\.)(\d+)(?:\.|$)", file.stem)
@@ -96,7 +96,9 @@ def read(path: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
     prov = Provenance(
         model=model, hook=hook, layer=layer, source_format=NAME, extra={"config": extra, "file": file.name}
     )
-    cfg = SAEConfig(d_in=int(d_in), d_sae=int(d_sae), d_out=int(dec.shape[0]), dtype=dtype, provenance=prov)
+    cfg = SAEConfig(
+        d_in=int(d_in), d_sae=int(d_sae), d_out=int(dec.shape[0]), dtype=enc.dtype, provenance=prov
+    )
     return cfg, tensors
 
 

@@ -23,6 +23,7 @@ from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import FormatError
 from sae_hub.formats._common import (
     check_dims,
+    from_linear,
     get_field,
     layer_of,
     names_of,
@@ -69,14 +70,13 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
             f"d_model={d_model}, expansion_factor={raw.get('expansion_factor')} in {CONFIG_FILE}",
             path=str(weights_path),
         )
-    dtype = enc_w.dtype
-    tensors = {
-        "W_enc": enc_w.T,
-        "b_enc": tensor(state, "encoder.bias", weights_path, ndim=1).to(dtype),
-        "W_dec": dec_w.T.to(dtype),
-        "b_dec": tensor(state, "decoder.bias", weights_path, ndim=1).to(dtype),
-        "threshold": tensor(state, "log_jumprelu_threshold", weights_path, ndim=1).to(dtype).exp(),
-    }
+    tensors = from_linear(
+        enc_w,
+        tensor(state, "encoder.bias", weights_path, ndim=1),
+        dec_w,
+        tensor(state, "decoder.bias", weights_path, ndim=1),
+    )
+    tensors["threshold"] = tensor(state, "log_jumprelu_threshold", weights_path, ndim=1).to(enc_w.dtype).exp()
     norm = raw.get("norm_activation")
     if norm == "dataset-wise":
         logger.info(
@@ -96,7 +96,7 @@ def read(folder: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
         d_sae=d_sae,
         d_out=int(dec_w.shape[0]),
         architecture="jumprelu",
-        dtype=dtype,
+        dtype=enc_w.dtype,
         provenance=prov,
     )
     return cfg, tensors

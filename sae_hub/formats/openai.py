@@ -25,6 +25,7 @@ from torch import Tensor
 from sae_hub.config import Provenance, SAEConfig
 from sae_hub.errors import FormatError
 from sae_hub.formats._common import (
+    from_linear,
     load_torch_state,
     names_of,
     prefix,
@@ -109,18 +110,14 @@ def read(path: Path) -> tuple[SAEConfig, dict[str, Tensor]]:
             path=str(file),
             key="activation",
         )
-    dtype = enc.dtype
-    tensors = {
-        "W_enc": enc.T,
-        "b_enc": tensor(state, "latent_bias", file, ndim=1).to(dtype),
-        "W_dec": dec.T.to(dtype),
-        "b_dec": tensor(state, "pre_bias", file, ndim=1).to(dtype),
-    }
+    tensors = from_linear(
+        enc, tensor(state, "latent_bias", file, ndim=1), dec, tensor(state, "pre_bias", file, ndim=1)
+    )
     cfg = SAEConfig(
         d_in=int(d_in),
         d_sae=int(d_sae),
         apply_b_dec_to_input=True,
-        dtype=dtype,
+        dtype=enc.dtype,
         provenance=_path_provenance(file),
         **arch,
     )

@@ -45,23 +45,23 @@ SITES: tuple[str, ...] = ("res", "mlp", "att", "mlp_act", "transcoder", "embeddi
 
 LINK_KINDS = frozenset({"model", "dashboards", "publication"})
 
-RELEASE_KEYS = frozenset(
-    {
-        "name",
-        "repo_id",
-        "model",
-        "saelens_model",
-        "format",
-        "supported",
-        "in_saelens",
-        "links",
-        "notes",
-        "config_overrides",
-        "extra",
-        "defaults",
-        "groups",
-    }
+RELEASE_FIELDS: tuple[str, ...] = (
+    "name",
+    "repo_id",
+    "model",
+    "saelens_model",
+    "format",
+    "supported",
+    "in_saelens",
+    "links",
+    "notes",
+    "config_overrides",
+    "extra",
+    "defaults",
+    "groups",
 )
+"""The keys a release may hold, in the order the generated data files write them."""
+RELEASE_KEYS = frozenset(RELEASE_FIELDS)
 GROUP_KEYS = frozenset({"defaults", "product", "columns", "rows"})
 
 # SAE field -> accepted types (None always allowed except for the required ones).

@@ -9,6 +9,7 @@ from functools import cache
 import pytest
 import torch
 import torch.nn.functional as F
+from fixtures.saes import identity_sae
 from fixtures.tiny_models import (  # noqa: F401  (single_thread is a fixture)
     HIDDEN,
     byte_tokenizer,
@@ -32,19 +33,6 @@ def model_of() -> nn.Module:
     return tiny_model("llama")
 
 
-def perfect_sae() -> SAE:
-    eye = torch.eye(HIDDEN)
-    return SAE.from_tensors(
-        SAEConfig(d_in=HIDDEN, d_sae=2 * HIDDEN).with_provenance(hook=HOOK),
-        {
-            "W_enc": torch.cat([eye, -eye], 1),
-            "b_enc": torch.zeros(2 * HIDDEN),
-            "W_dec": torch.cat([eye, -eye], 0),
-            "b_dec": torch.zeros(HIDDEN),
-        },
-    )
-
-
 def random_sae() -> SAE:
     sae = SAE(SAEConfig(d_in=HIDDEN, d_sae=40).with_provenance(hook=HOOK))
     sae.reset_parameters(seed=1)
@@ -55,7 +43,7 @@ def random_sae() -> SAE:
 
 
 def test_a_perfect_sae_recovers_everything():
-    r = evaluate(model_of(), byte_tokenizer(), perfect_sae(), TEXTS, batch_size=2)
+    r = evaluate(model_of(), byte_tokenizer(), identity_sae(HIDDEN, hook=HOOK), TEXTS, batch_size=2)
     assert r.fvu == pytest.approx(0.0, abs=1e-12)
     assert r.mse == pytest.approx(0.0, abs=1e-12)
     assert r.explained_variance == pytest.approx(1.0, abs=1e-12)

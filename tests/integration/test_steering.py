@@ -7,6 +7,7 @@ from functools import cache
 
 import pytest
 import torch
+from fixtures.saes import identity_sae
 from fixtures.tiny_models import (  # noqa: F401  (single_thread is a fixture)
     HIDDEN,
     byte_tokenizer,
@@ -37,19 +38,6 @@ def make_sae(*, seed: int = 0, normalization: str = "none", d_sae: int = 48) -> 
         sae.b_enc.normal_(0, 0.05, generator=gen)
         sae.b_dec.normal_(0, 0.05, generator=gen)
     return sae
-
-
-def identity_sae() -> SAE:
-    eye = torch.eye(HIDDEN)
-    return SAE.from_tensors(
-        SAEConfig(d_in=HIDDEN, d_sae=2 * HIDDEN).with_provenance(hook=HOOK),
-        {
-            "W_enc": torch.cat([eye, -eye], 1),
-            "b_enc": torch.zeros(2 * HIDDEN),
-            "W_dec": torch.cat([eye, -eye], 0),
-            "b_dec": torch.zeros(HIDDEN),
-        },
-    )
 
 
 def inputs() -> dict[str, torch.Tensor]:
@@ -125,7 +113,8 @@ def test_clamp_with_per_token_normalisation_rescales_the_change():
 
 
 def test_clamp_sets_and_ablate_zeroes_the_encoded_value():
-    sae = identity_sae()  # encoding is exact, so re-encoding the steered activation reads the edit back
+    # encoding is exact, so re-encoding the steered activation reads the edit back
+    sae = identity_sae(HIDDEN, hook=HOOK)
     model = model_of()
     rec = run_steered(Steering(sae, [Edit(4, "clamp", 0.75), Edit(4 + HIDDEN, "ablate")]), model)
     code = sae.encode(rec.after[0])
