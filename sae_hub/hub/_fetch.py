@@ -2,6 +2,8 @@
 
 Online, the revision is pinned to a commit sha first (one `model_info` call, skipped when the revision
 already is a sha), the SAE's folder is listed once, and each needed file goes through `hf_hub_download`.
+Every request is bounded by huggingface_hub's timeouts; when the Hub cannot be reached, a cached commit and
+a complete cached snapshot stand in for the revision and the listing (as `hf_hub_download` does for files).
 Offline (`HF_HUB_OFFLINE=1` or `local_files_only=True`), the commit comes from the cache's `refs/` and the
 files from its `snapshots/<sha>/`, with no request at all. OpenAI's original `.pt` files are plain HTTPS
 downloads, fetched with huggingface_hub's HTTP client into `SAE_HUB_CACHE/downloads/`.
@@ -17,13 +19,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.file_download import http_get, repo_folder_name
+from huggingface_hub.utils import build_hf_headers, paginate, validate_repo_id
 
 from sae_hub import constants, formats
 from sae_hub._io import atomic_path, write_text_atomic
@@ -127,17 +130,24 @@ Lister = Callable[[str, bool], list[str]]
 
 
 def remote_lister(repo_id: str, commit: str, token: str | bool | None) -> Lister:
-    """List folders of a Hub repo at `commit` (one tree request per folder)."""
-    from huggingface_hub.hf_api import RepoFile
+    """List folders of a Hub repo at `commit` (one tree request per folder and page).
+
+    This is the request `HfApi.list_repo_tree` makes, through the same paginated, retried helper, plus the
+    timeout that `list_repo_tree` does not take (its client has none): `HF_HUB_ETAG_TIMEOUT`, read at call
+    time like `hf_hub_download`'s metadata request, bounds each try.
+    """
+    validate_repo_id(repo_id)
+    tree = f"{hf_constants.ENDPOINT}/api/models/{repo_id}/tree/{quote(commit, safe='')}"
 
     def lister(folder: str, recursive: bool) -> list[str]:
+        url = f"{tree}/{quote(folder, safe='')}" if folder else tree
+        params = {"recursive": recursive, "expand": False}
+        headers = build_hf_headers(token=token)
         try:
-            entries = HfApi().list_repo_tree(
-                repo_id, path_in_repo=folder or None, recursive=recursive, revision=commit, token=token
-            )
-            return [e.path for e in entries if isinstance(e, RepoFile)]
+            entries = list(paginate(url, params, headers, timeout=hf_constants.HF_HUB_ETAG_TIMEOUT))
         except EntryNotFoundError:
             return []
+        return [e["path"] for e in entries if e["type"] == "file"]
 
     return lister
 
@@ -230,13 +240,32 @@ def fetch_repo(
         except (SaeFilesMissingError, UnknownFormatError) as exc:
             raise _not_cached(target, commit, f"cached files incomplete: {exc}") from exc
         return Fetched(local, adapter, files)
-    adapter, files = select_files(target, commit, remote_lister(repo_id, commit, token))
+    try:
+        adapter, files = select_files(target, commit, remote_lister(repo_id, commit, token))
+    except _UNREACHABLE as exc:
+        adapter, files = _cached_selection(target, commit, snapshot, exc)
     for name in files:
         hf_hub_download(
             repo_id, name, revision=commit, cache_dir=cache_dir, force_download=force_download, token=token
         )
     logger.info("fetched %d file(s) of %s", len(files), target.describe(commit))
     return Fetched(local, adapter, files)
+
+
+def _cached_selection(
+    target: Target, commit: str, snapshot: Path, exc: Exception
+) -> tuple[ModuleType, list[str]]:
+    """The Hub did not answer the folder listing: use the cached snapshot of `commit` if it is complete."""
+    where = target.describe(commit)
+    try:
+        selection = select_files(target, commit, local_lister(snapshot))
+    except (SaeFilesMissingError, UnknownFormatError):
+        raise LocalEntryNotFoundError(
+            f"Could not reach the Hub to list the files of {where} ({type(exc).__name__}: {exc}), and they are "
+            f"not all in the local cache. Check the connection (HF_ENDPOINT={hf_constants.ENDPOINT}) and retry."
+        ) from exc
+    logger.warning("could not reach the Hub to list %s (%s); using the cached files", where, exc)
+    return selection
 
 
 def url_folder(url: str) -> Path:

@@ -3,8 +3,10 @@ revision or file otherwise, never a half-written file in the cache, and zero req
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import httpx2
 import huggingface_hub.constants as hf_constants
 import pytest
 import torch
@@ -185,6 +187,49 @@ def test_stalled_revision_info_with_a_warm_cache_uses_the_cached_commit(repo, hu
         sae = SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
     same(sae, tensors)
     assert sae.cfg.provenance.revision == sha
+
+
+def test_stalled_tree_listing_times_out_and_is_retried(repo, hub_server, monkeypatch):
+    repo_id, _, tensors, cache = repo
+    monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    hub_server.clear_log()
+    start = time.monotonic()
+    with injected(hub_server, stall(f"/api/models/{repo_id}/tree/", 30)):
+        same(SAE.from_pretrained(repo_id, "sae", cache_dir=cache), tensors)
+    assert time.monotonic() - start < 10  # the 1 s timeout ended the try, not the server's 30 s silence
+    assert len(hub_server.requests_matching(f"/api/models/{repo_id}/tree/")) == 2
+
+
+# A listing that never answers costs huggingface_hub's retries: 6 tries of 1 s plus 23 s of backoff.
+@pytest.mark.slow
+def test_silent_tree_listing_times_out_with_an_error_naming_the_repo(repo, hub_server, monkeypatch):
+    repo_id, sha, _, cache = repo
+    monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    start = time.monotonic()
+    silent = stall(f"/api/models/{repo_id}/tree/", 60, times=99)
+    with injected(hub_server, silent), pytest.raises(LocalEntryNotFoundError) as info:
+        SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
+    assert time.monotonic() - start < 45
+    assert isinstance(info.value.__cause__, httpx2.TimeoutException)
+    assert f"{repo_id}@{sha}:sae" in str(info.value)
+    assert "list the files" in str(info.value)
+    assert cached_files(cache) == []
+
+
+@pytest.mark.slow
+def test_silent_hub_api_with_a_warm_cache_uses_the_cached_commit_and_files(repo, hub_server, monkeypatch):
+    repo_id, sha, tensors, cache = repo
+    SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
+    monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
+    hub_server.clear_log()
+    start = time.monotonic()
+    with injected(hub_server, stall(f"/api/models/{repo_id}/", 60, times=99)):  # revision and tree requests
+        sae = SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
+    assert time.monotonic() - start < 45
+    same(sae, tensors)
+    assert sae.cfg.provenance.revision == sha
+    assert hub_server.requests_matching(f"/api/models/{repo_id}/tree/")
+    assert hub_server.requests_matching(f"/{repo_id}/resolve/") == []
 
 
 @pytest.mark.parametrize("status", [401, 403])
