@@ -236,6 +236,15 @@ class HeldOutShards:
         return [torch.cat(pair) for pair in pairs]
 
 
+@torch.no_grad()
+def threshold_at_k(sae, sample: torch.Tensor, k: int) -> None:
+    """Set a BatchTopK SAE's constant threshold by the batch rule on one large batch: the smallest of the
+    k * N largest activations of `sample [N, d_in]`, so that L0 is k on average over the sample."""
+    sae.threshold.zero_()
+    acts = sae.encode(sample.to(sae.dtype)).flatten()
+    sae.threshold.fill_(float(torch.topk(acts, k * sample.shape[0]).values.min()))
+
+
 def bench_quality(
     work: Path, corpus: Path, tokens: int, config: Path | None, runs: list[str]
 ) -> dict[str, dict[str, float]]:
@@ -260,6 +269,14 @@ def bench_quality(
         m["train_seconds"] = time.perf_counter() - start
         results[name] = m
         print(name, json.dumps(m))
+        if source is not None and arch in ("batchtopk", "matryoshka"):
+            # the same SAE at exactly TopK's L0 on the held-out tokens: one scalar, chosen on them
+            from sae_hub.train.evaluation import activation_metrics
+
+            held_out = source.eval_block()[0]
+            threshold_at_k(sae, held_out, cfg.k)
+            results[f"{name}_threshold_at_k"] = activation_metrics(sae, held_out)
+            print(f"{name}_threshold_at_k", json.dumps(results[f"{name}_threshold_at_k"]))
     return results
 
 

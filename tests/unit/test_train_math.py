@@ -8,7 +8,13 @@ import torch
 from sae_hub import SAE, SAEConfig
 from sae_hub._fused import fused_topk
 from sae_hub.train.config import TrainConfig
-from sae_hub.train.mechanics import geometric_median, lr_factor, normalize_decoder, project_decoder_grad
+from sae_hub.train.mechanics import (
+    geometric_median,
+    lr_factor,
+    normalize_decoder,
+    project_decoder_grad,
+    update_state,
+)
 from sae_hub.train.objectives import TrainingSAE
 
 
@@ -82,6 +88,26 @@ def test_topk_loss_and_auxk_follow_the_formula():
     out.loss.backward()
     grad_ref = torch.autograd.grad(mse + 0.5 * aux, s.b_dec)[0]
     torch.testing.assert_close(s.b_dec.grad, grad_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_dead_counters_and_batchtopk_threshold_ema():
+    """Counters add the step's global tokens and reset where a latent fired; the EMA starts at the first
+    batch minimum and then moves by (1 - ema) toward each new one."""
+    m = _training_sae("batchtopk")
+    cfg = TrainConfig(model=None, hooks=["h"], architecture="batchtopk", d_sae=24, k=3, batch_size=16,
+                      total_tokens=16, buffer_tokens=16, threshold_ema=0.9)  # fmt: skip
+    gen = torch.Generator().manual_seed(11)
+    first = m(torch.randn(16, 8, dtype=torch.float64, generator=gen))
+    update_state(m, first, 16, cfg)
+    assert torch.equal(m.tokens_since_fired, torch.where(first.fired, 0, 16))
+    assert float(m.sae.threshold[0]) == pytest.approx(float(first.min_active))
+    second = m(torch.randn(16, 8, dtype=torch.float64, generator=gen))
+    update_state(m, second, 16, cfg)
+    want = torch.where(second.fired, 0, torch.where(first.fired, 16, 32))
+    assert torch.equal(m.tokens_since_fired, want)
+    ema = 0.9 * float(first.min_active) + 0.1 * float(second.min_active)
+    assert torch.allclose(m.sae.threshold, torch.full((24,), ema, dtype=torch.float64))
+    assert torch.equal(m.dead_mask(32), want >= 32)
 
 
 def test_batchtopk_keeps_the_batch_top_k_times_n():
