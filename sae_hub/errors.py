@@ -107,6 +107,10 @@ class PushConflictError(SaeHubError, HfHubHTTPError):
     """A push was refused because the branch moved (someone else committed) since its head was read."""
 
 
+class HubTimeoutError(SaeHubError, TimeoutError):
+    """The Hub gave no answer within the timeout; the message names the repo or file and what was read."""
+
+
 # ---- models ----------------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sae_hub import cards
+from sae_hub.errors import HubTimeoutError, PushConflictError, UnknownFormatError
 from sae_hub.sae import SAE
 
 logger = logging.getLogger(__name__)
@@ -60,11 +61,9 @@ def _commit(repo_id: str, stage: Any, *, commit_message: str, token: str | bool 
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
 
-    from sae_hub.errors import PushConflictError
-
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    parent = api.repo_info(repo_id, revision=revision).sha
+    api.create_repo(repo_id, private=private, exist_ok=True)  # takes no timeout (see RELIABILITY.md)
+    parent = _head(api, repo_id, revision, after="nothing was pushed; push again")
     with tempfile.TemporaryDirectory(prefix="sae_hub_push_") as tmp:
         stage(Path(tmp), api, parent)
         try:
@@ -93,9 +92,29 @@ def _commit(repo_id: str, stage: Any, *, commit_message: str, token: str | bool 
     return str(info.pr_url or info.commit_url)
 
 
+def _head(api: Any, repo_id: str, revision: str | None, *, after: str) -> str | None:
+    """The branch head's commit, read with the metadata timeout that `repo_info` does not set by itself.
+
+    A read that times out is a `HubTimeoutError` naming the branch, ending with `after` (what that
+    means for the push).
+    """
+    import httpx2
+    from huggingface_hub import constants as hf_constants
+
+    timeout = hf_constants.HF_HUB_ETAG_TIMEOUT  # read at call time, like hf_hub_download's metadata request
+    try:
+        return api.repo_info(repo_id, revision=revision, timeout=timeout).sha
+    except httpx2.TimeoutException as exc:
+        raise HubTimeoutError(
+            f"Timed out after {timeout} s reading the head of {repo_id}@{revision or 'main'} from the Hub "
+            f"({type(exc).__name__}): {after}."
+        ) from exc
+
+
 def _landed(api: Any, repo_id: str, revision: str | None, staged: Path) -> str | None:
     """The branch head if it already holds every staged file byte for byte, else None."""
-    head = api.repo_info(repo_id, revision=revision).sha
+    unknown = "the commit's answer was lost and whether it landed is unknown; check before pushing again"
+    head = _head(api, repo_id, revision, after=unknown)
     paths = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
     remote = {f.path: f for f in api.get_paths_info(repo_id, paths, revision=head)}
     for path in paths:
@@ -178,7 +197,6 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, path_in_repo: s
     their hooks, with a release card. Returns the commit URL.
     """
     from sae_hub import formats
-    from sae_hub.errors import UnknownFormatError
 
     root = Path(folder)
     if not root.is_dir():
@@ -202,7 +220,6 @@ def push_folder(folder: str | os.PathLike[str], repo_id: str, *, path_in_repo: s
 
 def _is_sae(folder: Path) -> bool:
     from sae_hub import formats
-    from sae_hub.errors import UnknownFormatError
 
     try:
         formats.detect([p.name for p in folder.iterdir()], path=str(folder))

@@ -14,11 +14,13 @@ import struct
 import zipfile
 from dataclasses import dataclass
 
+import httpx2
 import numpy as np
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import get_hf_file_metadata, hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from sae_hub.errors import FormatError
+from sae_hub.errors import FormatError, HubTimeoutError
 
 _BLOCK = 32 * 1024
 _MAX_HEADER = 100 * 1024 * 1024
@@ -37,12 +39,28 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
+def _timed_out(where: str, what: str, timeout: float | None, exc: httpx2.TimeoutException) -> HubTimeoutError:
+    """The error for a request that got no answer in time, naming the file and what was being read."""
+    return HubTimeoutError(
+        f"Timed out after {timeout} s reading {what} of {where} from the Hub ({type(exc).__name__}). "
+        f"Check the connection (HF_ENDPOINT={hf_constants.ENDPOINT}) and retry."
+    )
+
+
+def _timeout_behind(exc: BaseException | None) -> HubTimeoutError | None:
+    """The `_timed_out` error that `exc` is, or replaced: zipfile reports any OSError as `BadZipFile`."""
+    while exc is not None and not isinstance(exc, HubTimeoutError):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
 class RemoteFile(io.RawIOBase):
     """A read-only, seekable view of a remote file that fetches `_BLOCK`-aligned ranges on demand."""
 
-    def __init__(self, url: str, size: int, headers: dict[str, str]) -> None:
+    def __init__(self, url: str, size: int, headers: dict[str, str], *, where: str) -> None:
         super().__init__()
         self.url, self.size, self.headers = url, size, headers
+        self.where = where  # `repo@revision/filename`, for errors
         self.pos = 0
         self.blocks: dict[int, bytes] = {}
         self.bytes_fetched = 0
@@ -65,7 +83,12 @@ class RemoteFile(io.RawIOBase):
         if index not in self.blocks:
             begin = index * _BLOCK
             end = min(begin + _BLOCK, self.size) - 1
-            response = get_session().get(self.url, headers={**self.headers, "Range": f"bytes={begin}-{end}"})
+            timeout = hf_constants.HF_HUB_DOWNLOAD_TIMEOUT  # read at call time, as hf_hub_download's GET does
+            headers = {**self.headers, "Range": f"bytes={begin}-{end}"}
+            try:
+                response = get_session().get(self.url, headers=headers, timeout=timeout)
+            except httpx2.TimeoutException as exc:
+                raise _timed_out(self.where, f"bytes {begin}-{end}", timeout, exc) from exc
             hf_raise_for_status(response)
             data = response.content
             if response.status_code != 206 and len(data) == self.size:  # server ignored the range
@@ -92,10 +115,15 @@ class RemoteFile(io.RawIOBase):
 def open_remote(repo_id: str, filename: str, *, revision: str, token: str | bool | None = None) -> RemoteFile:
     """Open a Hub file for ranged reading (one HEAD for its size, then GETs per block read)."""
     url = hf_hub_url(repo_id, filename, revision=revision)
-    meta = get_hf_file_metadata(url, token=token)
+    where = f"{repo_id}@{revision}/{filename}"
+    timeout = hf_constants.HF_HUB_ETAG_TIMEOUT  # the metadata request's setting, read at call time
+    try:
+        meta = get_hf_file_metadata(url, token=token, timeout=timeout)
+    except httpx2.TimeoutException as exc:
+        raise _timed_out(where, "the size", timeout, exc) from exc
     if meta.size is None:
         raise FormatError("the Hub did not report the file's size", path=f"{repo_id}/{filename}")
-    return RemoteFile(url, meta.size, build_hf_headers(token=token))
+    return RemoteFile(url, meta.size, build_hf_headers(token=token), where=where)
 
 
 def safetensors_header(f: RemoteFile, *, where: str) -> list[TensorInfo]:
@@ -129,6 +157,8 @@ def npz_headers(f: RemoteFile, *, where: str) -> list[TensorInfo]:
                 out.append(TensorInfo(name, str(dtype), tuple(shape)))
             return sorted(out, key=lambda t: t.name)
     except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        if (timeout := _timeout_behind(exc)) is not None:
+            raise timeout from timeout.__cause__  # the Hub did not answer: says nothing about the archive
         raise FormatError(f"not a readable .npz archive ({exc})", path=where) from exc
 
 
@@ -137,6 +167,7 @@ def remote_tensor_infos(
 ) -> tuple[list[TensorInfo], int, int]:
     """Return (tensor infos, bytes fetched, file size) of a remote `.safetensors` or `.npz` file."""
     f = open_remote(repo_id, filename, revision=revision, token=token)
-    where = f"{repo_id}@{revision}/{filename}"
-    infos = npz_headers(f, where=where) if filename.endswith(".npz") else safetensors_header(f, where=where)
+    infos = (
+        npz_headers(f, where=f.where) if filename.endswith(".npz") else safetensors_header(f, where=f.where)
+    )
     return infos, f.bytes_fetched, f.size

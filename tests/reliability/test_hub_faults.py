@@ -3,11 +3,13 @@ revision or file otherwise, never a half-written file in the cache, and zero req
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
 
 import httpx2
 import huggingface_hub.constants as hf_constants
+import numpy as np
 import pytest
 import torch
 from faults import fail, injected, short_body, stall
@@ -20,7 +22,9 @@ from huggingface_hub.errors import (
 )
 
 from sae_hub import SAE, SAEConfig
-from sae_hub.errors import SaeFilesMissingError
+from sae_hub.cli import main
+from sae_hub.errors import HubTimeoutError, SaeFilesMissingError
+from sae_hub.hub import inspect_remote
 
 D_IN, D_SAE = 8, 32
 WEIGHTS = "sae/model.safetensors"
@@ -63,6 +67,12 @@ def cached_files(cache: Path) -> list[str]:
 
 def incomplete(cache: Path) -> list[Path]:
     return sorted(cache.rglob("*.incomplete"))
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
 
 
 def statuses(hub, needle: str, method: str | None = None) -> list[int]:
@@ -230,6 +240,31 @@ def test_silent_hub_api_with_a_warm_cache_uses_the_cached_commit_and_files(repo,
     assert sae.cfg.provenance.revision == sha
     assert hub_server.requests_matching(f"/api/models/{repo_id}/tree/")
     assert hub_server.requests_matching(f"/{repo_id}/resolve/") == []
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "npz"])
+def test_stalled_ranged_read_in_info_times_out_with_an_error_naming_the_file(
+    repo, make_repo, hub_server, monkeypatch, capsys, layout
+):
+    repo_id, sha, tensors, _ = repo
+    folder, weights = "sae", WEIGHTS
+    if layout == "npz":  # zipfile reads the archive through the same ranged reads, and catches OSErrors
+        folder, weights = "npz", "npz/params.npz"
+        sha = make_repo(repo_id, {weights: npz_bytes({k: t.numpy() for k, t in tensors.items()})})
+    monkeypatch.setattr(hf_constants, "HF_HUB_DOWNLOAD_TIMEOUT", 1)  # read per request by RemoteFile
+    hub_server.clear_log()
+    start = time.monotonic()
+    with injected(hub_server, stall(weights, 30, method="GET", times=99)):
+        with pytest.raises(HubTimeoutError) as info:
+            inspect_remote(repo_id, folder)
+        assert main(["info", repo_id, folder]) == 2
+    assert time.monotonic() - start < 10  # two 1 s timeouts, not the server's 30 s silence
+    assert isinstance(info.value.__cause__, httpx2.TimeoutException)
+    shown = capsys.readouterr().err
+    for message in (str(info.value), shown):
+        assert f"{repo_id}@{sha}/{weights}" in message
+        assert "Timed out after 1 s reading bytes 0-" in message
+    assert all(r.range for r in hub_server.requests_matching(weights, "GET"))
 
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -1,20 +1,22 @@
-"""Pushing through faults: a failed multi-SAE push leaves the repo at its previous commit and a retry
-lands as one commit; a push racing another writer is refused (PushConflictError) without touching their
-files, and pushing again adds ours on top of theirs."""
+"""Pushing through faults: a failed multi-SAE push (an error, or a head read that times out) leaves the
+repo at its previous commit and a retry lands as one commit; a push racing another writer is refused
+(PushConflictError) without touching their files, and pushing again adds ours on top of theirs."""
 
 from __future__ import annotations
 
 import base64
 import json
+import time
 
+import huggingface_hub.constants as hf_constants
 import pytest
 import torch
-from faults import fail, injected
+from faults import fail, injected, stall
 from huggingface_hub import HfApi
 from huggingface_hub.errors import HfHubHTTPError
 
 from sae_hub import SAE, SAEConfig
-from sae_hub.errors import PushConflictError
+from sae_hub.errors import HubTimeoutError, PushConflictError
 from sae_hub.push import push_run, push_sae
 
 
@@ -75,34 +77,47 @@ def drop_mid_body(repo_id: str, *, apply: bool = False):
 
 FAULTS = {
     # retried by huggingface_hub: the push succeeds as exactly one commit
-    "commit-500-once": (lambda r: fail(f"/api/models/{r}/commit/", 500, method="POST"), False),
-    "commit-connection-lost-once": (drop_mid_body, False),
-    "commit-landed-answer-lost": (lambda r: drop_mid_body(r, apply=True), False),
+    "commit-500-once": (lambda r: fail(f"/api/models/{r}/commit/", 500, method="POST"), None),
+    "commit-connection-lost-once": (drop_mid_body, None),
+    "commit-landed-answer-lost": (lambda r: drop_mid_body(r, apply=True), None),
     # not retried: the push fails and the repo stays at its previous commit
-    "preupload-refused": (lambda r: fail(f"/api/models/{r}/preupload/", 403, times=99), True),
-    "commit-refused": (lambda r: fail(f"/api/models/{r}/commit/", 422, times=99, method="POST"), True),
+    "preupload-refused": (lambda r: fail(f"/api/models/{r}/preupload/", 403, times=99), HfHubHTTPError),
+    "commit-refused": (
+        lambda r: fail(f"/api/models/{r}/commit/", 422, times=99, method="POST"),
+        HfHubHTTPError,
+    ),
+    # the head read (before anything is staged or uploaded) gets no answer: HF_HUB_ETAG_TIMEOUT ends it
+    "head-read-stalls": (
+        lambda r: stall(f"/api/models/{r}", 30, times=99, method="GET"),  # repo_info; no other GET under it
+        HubTimeoutError,
+    ),
 }
 
 
 @pytest.mark.parametrize("where", list(FAULTS))
-def test_multi_sae_push_through_a_fault_is_one_commit_or_nothing(hub_server, where):
+def test_multi_sae_push_through_a_fault_is_one_commit_or_nothing(hub_server, monkeypatch, where):
     repo_id = f"pushfault/{where}"
     push_run({"layer_0": sae(0)}, repo_id)
     before, count = head(hub_server, repo_id), n_commits(hub_server, repo_id)
     snapshot = files_at(hub_server, repo_id, before)
-    make_fault, fails = FAULTS[where]
+    make_fault, error = FAULTS[where]
     new = {"layer_1": sae(1), "layer_2": sae(2), "layer_3": sae(3)}
+    if error is HubTimeoutError:  # a stall: the head read's timeout, read at call time, ends it
+        monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
     with injected(hub_server, make_fault(repo_id)):
-        if fails:
-            with pytest.raises(HfHubHTTPError):
+        if error is not None:
+            start = time.monotonic()
+            with pytest.raises(error) as info:
                 push_run(new, repo_id)
+            assert time.monotonic() - start < 10  # the stall: one 1 s timeout, not the server's 30 s silence
+            assert repo_id in str(info.value)
             assert head(hub_server, repo_id) == before
             assert n_commits(hub_server, repo_id) == count
             assert files_at(hub_server, repo_id, before) == snapshot
         else:
             url = push_run(new, repo_id)
             assert url.endswith(head(hub_server, repo_id))
-    if fails:
+    if error is not None:
         push_run(new, repo_id)  # the retry, once the fault is gone
     assert n_commits(hub_server, repo_id) == count + 1
     assert hub_server.repos[("model", repo_id)].commits[head(hub_server, repo_id)].parent == before
