@@ -6,6 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
+
+from sae_hub.errors import HubTimeoutError
 from sae_hub.hub._fetch import remote_lister, resolve_commit, select_files
 from sae_hub.hub._remote import TensorInfo, open_remote, remote_tensor_infos
 from sae_hub.hub._target import Target, target_for
@@ -49,7 +52,13 @@ def inspect_remote(
         return RemoteSAEInfo(target, None, target.format or "unknown", [])
     commit = resolve_commit(target, revision, cache_dir=None, token=token, offline=False)
     repo_id = target.repo_id or ""
-    adapter, needed = select_files(target, commit, remote_lister(repo_id, commit, token))
+    try:
+        adapter, needed = select_files(target, commit, remote_lister(repo_id, commit, token))
+    except httpx2.TimeoutException as exc:  # every retry of the listing went unanswered
+        raise HubTimeoutError(
+            f"Timed out listing the files of {repo_id}@{commit} on the Hub ({type(exc).__name__}); check the "
+            "connection and retry"
+        ) from exc
     files = []
     for path in needed:
         if path.endswith((".safetensors", ".npz")):

@@ -212,7 +212,7 @@ def test_stalled_tree_listing_times_out_and_is_retried(repo, hub_server, monkeyp
 
 # A listing that never answers costs huggingface_hub's retries: 6 tries of 1 s plus 23 s of backoff.
 @pytest.mark.slow
-def test_silent_tree_listing_times_out_with_an_error_naming_the_repo(repo, hub_server, monkeypatch):
+def test_silent_tree_listing_times_out_with_an_error_naming_the_repo(repo, hub_server, monkeypatch, capsys):
     repo_id, sha, _, cache = repo
     monkeypatch.setattr(hf_constants, "HF_HUB_ETAG_TIMEOUT", 1)
     start = time.monotonic()
@@ -220,6 +220,9 @@ def test_silent_tree_listing_times_out_with_an_error_naming_the_repo(repo, hub_s
     with injected(hub_server, silent), pytest.raises(LocalEntryNotFoundError) as info:
         SAE.from_pretrained(repo_id, "sae", cache_dir=cache)
     assert time.monotonic() - start < 45
+    with injected(hub_server, silent):  # `sae-hub info` too: a typed error naming the repo, not a traceback
+        assert main(["info", repo_id, "sae"]) == 2
+    assert f"Timed out listing the files of {repo_id}@{sha}" in capsys.readouterr().err
     assert isinstance(info.value.__cause__, httpx2.TimeoutException)
     assert f"{repo_id}@{sha}:sae" in str(info.value)
     assert "list the files" in str(info.value)
