@@ -209,6 +209,7 @@ QUALITY_RUNS = {  # name: (architecture, settings); the L1 and L0 coefficients a
     "jumprelu": ("jumprelu", {"target_l0": 32.0, "l0_coefficient": 1.0, "jumprelu_init_threshold": 0.001}),
     "jumprelu_c8": ("jumprelu", {"target_l0": 32.0, "l0_coefficient": 8.0, "jumprelu_init_threshold": 0.001}),
     "relu_l1_0.06": ("relu_l1", {"l1_coefficient": 0.06, "sparsity_warmup_steps": 50}),
+    "relu_l1_0.08": ("relu_l1", {"l1_coefficient": 0.08, "sparsity_warmup_steps": 50}),
     "relu_l1_0.1": ("relu_l1", {"l1_coefficient": 0.1, "sparsity_warmup_steps": 50}),
     "relu_l1_0.12": ("relu_l1", {"l1_coefficient": 0.12, "sparsity_warmup_steps": 50}),
     "relu_l1_0.15": ("relu_l1", {"l1_coefficient": 0.15, "sparsity_warmup_steps": 50}),

@@ -1,7 +1,7 @@
 """Activation sources: numbered blocks of token activations, from a model pass or from memory.
 
 A source answers `block(i)` (training block i, `[n_i, d]` per hook) and `eval_block()` (held-out
-tokens: the stream's first windows, never trained on), deterministically, so a run can resume at any
+tokens: the stream's first windows, never trained on, in any epoch), deterministically, so a run can resume at any
 block and a disk cache can rebuild any shard. `ModelSource` runs the LM over token windows with
 `capture_activations(..., stop_early=True)`, so layers above the deepest hook never run; several hooks
 come from the same pass. Under several processes each rank runs a contiguous slice of a block's windows
@@ -85,13 +85,14 @@ class ModelSource:
         self.special = torch.tensor(sorted(special), dtype=torch.long)
         self._iter: Iterator[list[int]] | None = None
         self._pos = 0
+        self._held_out: list[list[int]] | None = None
         probe = self._activations([next(iter_windows(cfg, tokenizer))])
         self.d_in = [int(t.shape[-1]) for t in probe[0]]
 
     def _windows(self, start: int, count: int) -> list[list[int]]:
-        """Windows `start .. start+count` of the stream (re-tokenising from the start to seek back)."""
+        """Training windows `start .. start+count` (re-tokenising from the start to seek back)."""
         if self._iter is None or start < self._pos:
-            self._iter, self._pos = iter_windows(self.cfg, self.tokenizer), 0
+            self._iter, self._pos = iter_windows(self.cfg, self.tokenizer, skip=self.eval_windows), 0
         skipped = list(itertools.islice(self._iter, start - self._pos))
         self._pos += len(skipped)
         out = list(itertools.islice(self._iter, count))
@@ -116,24 +117,33 @@ class ModelSource:
             ids_out.append(ids[keep])
         return [torch.cat(o) for o in outs], torch.cat(ids_out)
 
-    def rows(self, start: int, count: int) -> tuple[list[Tensor], Tensor]:
-        """Rows of windows `start .. start+count`: this rank runs its contiguous share, then gather."""
+    def _held_out_windows(self, start: int, count: int) -> list[list[int]]:
+        """Windows `start .. start+count` of the held-out head of the text (read once)."""
+        if self._held_out is None:
+            self._held_out = list(itertools.islice(iter_windows(self.cfg, self.tokenizer, cycle=False),
+                                                   self.eval_windows))  # fmt: skip
+        return self._held_out[start : start + count]
+
+    def rows(self, start: int, count: int, *, held_out: bool = False) -> tuple[list[Tensor], Tensor]:
+        """Rows of training (or held-out) windows `start .. start+count`: this rank runs its contiguous
+        share, then gather."""
         share = math.ceil(count / self.world)
         lo = start + min(self.rank * share, count)
         hi = start + min((self.rank + 1) * share, count)
-        acts, ids = self._activations(self._windows(lo, hi - lo))
+        windows = self._held_out_windows if held_out else self._windows
+        acts, ids = self._activations(windows(lo, hi - lo))
         return [self.gather(a.to(self.device)).cpu() for a in acts], self.gather(ids.to(self.device)).cpu()
 
     def block_with_ids(self, index: int) -> tuple[list[Tensor], Tensor]:
         """Training block `index` and the token id of every row."""
-        return self.rows(self.eval_windows + index * self.windows_per_block, self.windows_per_block)
+        return self.rows(index * self.windows_per_block, self.windows_per_block)
 
     def block(self, index: int) -> list[Tensor]:
         return self.block_with_ids(index)[0]
 
     def eval_block(self) -> list[Tensor]:
         return (
-            self.rows(0, self.eval_windows)[0]
+            self.rows(0, self.eval_windows, held_out=True)[0]
             if self.eval_windows
             else [torch.empty(0, d) for d in self.d_in]
         )

@@ -119,7 +119,7 @@ class CachedSource:
         if self.manifest["eval"] is not None and not self.eval_damaged:
             return
         src = self._model_source()
-        acts, ids = src.rows(0, src.eval_windows)
+        acts, ids = src.rows(0, src.eval_windows, held_out=True)
         self.manifest["d_in"] = src.d_in
         self.manifest["eval"] = self._write("eval.safetensors", acts, ids)
         self.eval_damaged = False

@@ -71,8 +71,14 @@ def _dataset_documents(cfg: TrainConfig) -> Iterator[str]:
         yield _field(row, cfg.text_field, f"{cfg.dataset}[{i}]")
 
 
-def iter_windows(cfg: TrainConfig, tokenizer: Any, *, cycle: bool = True) -> Iterator[list[int]]:
-    """Yield token windows of exactly `context_size` ids; with `cycle`, restart the text when it ends."""
+def iter_windows(
+    cfg: TrainConfig, tokenizer: Any, *, cycle: bool = True, skip: int = 0
+) -> Iterator[list[int]]:
+    """Yield token windows of exactly `context_size` ids; with `cycle`, restart the text when it ends.
+
+    `skip` windows are left out at the start of every pass (the held-out ones), so that a run longer than
+    its text never trains on its evaluation windows in a later epoch.
+    """
     bos = tokenizer.bos_token_id
     if bos is None and cfg.bos_policy != "none":
         bos = tokenizer.eos_token_id  # documents still need a separator
@@ -82,7 +88,7 @@ def iter_windows(cfg: TrainConfig, tokenizer: Any, *, cycle: bool = True) -> Ite
     epoch = 0
     while True:
         stream: list[int] = []
-        produced = False
+        produced = 0
         for doc in iter_documents(cfg):
             ids = tokenizer(doc, add_special_tokens=False)["input_ids"]
             if cfg.bos_policy != "none" and bos is not None:
@@ -90,11 +96,14 @@ def iter_windows(cfg: TrainConfig, tokenizer: Any, *, cycle: bool = True) -> Ite
             stream.extend(ids)
             while len(stream) >= body:
                 window, stream = stream[:body], stream[body:]
-                produced = True
-                yield [bos, *window] if body < cfg.context_size else window
-        if not produced:
+                produced += 1
+                if produced > skip:
+                    yield [bos, *window] if body < cfg.context_size else window
+        if produced <= skip:
             raise ConfigError(
-                f"dataset {cfg.dataset!r} holds fewer than {body} tokens: not one window", field="dataset"
+                f"dataset {cfg.dataset!r} holds {produced} windows of {cfg.context_size} tokens; none is left "
+                f"for training after the {skip} held out for evaluation (eval_tokens)",
+                field="dataset",
             )
         if not cycle:
             return

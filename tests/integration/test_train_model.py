@@ -107,3 +107,17 @@ def test_cli_trains_from_a_config_file_and_pushes_the_run(tmp_path, hub_server):
     for hook in HOOKS:
         pushed = SAE.from_pretrained("tester/tiny-run", hook)
         assert torch.equal(pushed.W_dec, SAE.from_pretrained(run / "saes" / hook).W_dec)
+
+
+def test_held_out_windows_are_never_trained_on_in_later_epochs(tmp_path):
+    """A run longer than its text goes round again, but each pass leaves out the held-out head."""
+    (tmp_path / "short.txt").write_text("\n\n".join(f"Paragraph {i}: a short text, read again." for i in range(8)))
+    cfg = cfg_for(tmp_path, dataset=str(tmp_path / "short.txt"), hooks=HOOKS[:1], eval_tokens=64)
+    tok = byte_tokenizer()
+    source = ModelSource(tiny_model("llama"), tok, cfg)
+    held_out = tok.decode(source.rows(0, source.eval_windows, held_out=True)[1])
+    assert held_out.startswith("Paragraph 0:")
+    trained = [tok.decode(source.block_with_ids(i)[1]) for i in range(4)]  # the text holds about two blocks
+    assert "Paragraph 7:" in trained[0] + trained[1]
+    assert "Paragraph 7:" in trained[2] + trained[3]  # a second epoch ...
+    assert not any("Paragraph 0:" in text for text in trained)  # ... without the held-out windows

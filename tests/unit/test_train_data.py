@@ -96,6 +96,9 @@ def test_window_policies(tmp_path):
     assert len(plain) == 2
     cycled = iter_windows(_cfg(tmp_path, "none"), tok)
     assert [next(cycled) for _ in range(4)] == plain * 2
+    # the held-out head is left out of every epoch, not just the first
+    training = iter_windows(_cfg(tmp_path, "document"), tok, skip=1)
+    assert [next(training) for _ in range(4)] == packed[1:] * 2
 
 
 def test_text_source_errors(tmp_path):
@@ -106,8 +109,14 @@ def test_text_source_errors(tmp_path):
         list(iter_documents(_cfg(tmp_path, "window")))
     assert err.value.field == "text_field"
     (tmp_path / "x.jsonl").write_text(json.dumps({"text": "ab"}) + "\n")
-    with pytest.raises(ConfigError, match="fewer than 7 tokens"):
+    with pytest.raises(ConfigError, match="holds 0 windows of 8 tokens; none is left"):
         next(iter_windows(_cfg(tmp_path, "window"), byte_tokenizer()))
+    (tmp_path / "x.jsonl").write_text(json.dumps({"text": "abcdefghijklmn"}) + "\n")
+    with pytest.raises(
+        ConfigError, match="holds 2 windows of 8 tokens; none is left for training after the 2 held out"
+    ) as err:
+        next(iter_windows(_cfg(tmp_path, "window"), byte_tokenizer(), skip=2))
+    assert err.value.field == "dataset"
 
 
 def test_shipped_example_config_is_valid():
