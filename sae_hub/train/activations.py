@@ -4,8 +4,10 @@ A source answers `block(i)` (training block i, `[n_i, d]` per hook) and `eval_bl
 tokens: the stream's first windows, never trained on, in any epoch), deterministically, so a run can resume at any
 block and a disk cache can rebuild any shard. `ModelSource` runs the LM over token windows with
 `capture_activations(..., stop_early=True)`, so layers above the deepest hook never run; several hooks
-come from the same pass. Under several processes each rank runs a contiguous slice of a block's windows
-and the slices are gathered, so every rank holds the same block as a single process would.
+come from the same pass. A run longer than its text goes round again: block `i` repeats block
+`i % epoch_blocks` once the end of the text has been seen, so a cache never stores a pass twice. Under
+several processes each rank runs a contiguous slice of a block's windows and the slices are gathered, so
+every rank holds the same block as a single process would.
 """
 
 from __future__ import annotations
@@ -86,17 +88,24 @@ class ModelSource:
         self._iter: Iterator[list[int]] | None = None
         self._pos = 0
         self._held_out: list[list[int]] | None = None
+        self._last: tuple[tuple[int, int], list[list[int]]] | None = None
+        self.epoch_blocks: int | None = None
+        """Training blocks in one pass over the text; known once its end has been seen."""
         probe = self._activations([next(iter_windows(cfg, tokenizer))])
         self.d_in = [int(t.shape[-1]) for t in probe[0]]
 
     def _windows(self, start: int, count: int) -> list[list[int]]:
-        """Training windows `start .. start+count` (re-tokenising from the start to seek back)."""
+        """Training windows `start .. start+count` of one pass (re-tokenising from the start to seek back)."""
+        if self._last is not None and self._last[0] == (start, count):
+            return self._last[1]  # `pass_index` just read this block's windows
         if self._iter is None or start < self._pos:
-            self._iter, self._pos = iter_windows(self.cfg, self.tokenizer, skip=self.eval_windows), 0
+            self._iter = iter_windows(self.cfg, self.tokenizer, cycle=False, skip=self.eval_windows)
+            self._pos = 0
         skipped = list(itertools.islice(self._iter, start - self._pos))
         self._pos += len(skipped)
         out = list(itertools.islice(self._iter, count))
         self._pos += len(out)
+        self._last = ((start, count), out)
         return out
 
     @torch.no_grad()
@@ -117,33 +126,38 @@ class ModelSource:
             ids_out.append(ids[keep])
         return [torch.cat(o) for o in outs], torch.cat(ids_out)
 
-    def _held_out_windows(self, start: int, count: int) -> list[list[int]]:
-        """Windows `start .. start+count` of the held-out head of the text (read once)."""
-        if self._held_out is None:
-            self._held_out = list(itertools.islice(iter_windows(self.cfg, self.tokenizer, cycle=False),
-                                                   self.eval_windows))  # fmt: skip
-        return self._held_out[start : start + count]
+    def pass_index(self, index: int) -> int:
+        """The block of the text's first pass that training block `index` is (tokenising only, no model)."""
+        if self.epoch_blocks is None:
+            if (
+                len(self._windows(index * self.windows_per_block, self.windows_per_block))
+                == self.windows_per_block
+            ):
+                return index
+            self.epoch_blocks = max(math.ceil(self._pos / self.windows_per_block), 1)  # the text ended
+            logger.info("the text holds %d training blocks; later blocks go round again", self.epoch_blocks)
+        return index % self.epoch_blocks
 
-    def rows(self, start: int, count: int, *, held_out: bool = False) -> tuple[list[Tensor], Tensor]:
-        """Rows of training (or held-out) windows `start .. start+count`: this rank runs its contiguous
-        share, then gather."""
-        share = math.ceil(count / self.world)
-        lo = start + min(self.rank * share, count)
-        hi = start + min((self.rank + 1) * share, count)
-        windows = self._held_out_windows if held_out else self._windows
-        acts, ids = self._activations(windows(lo, hi - lo))
+    def _gathered(self, windows: list[list[int]]) -> tuple[list[Tensor], Tensor]:
+        """Rows of `windows`: this rank runs its contiguous share, then the shares are gathered."""
+        share = math.ceil(len(windows) / self.world)
+        acts, ids = self._activations(windows[self.rank * share : (self.rank + 1) * share])
         return [self.gather(a.to(self.device)).cpu() for a in acts], self.gather(ids.to(self.device)).cpu()
 
     def block_with_ids(self, index: int) -> tuple[list[Tensor], Tensor]:
         """Training block `index` and the token id of every row."""
-        return self.rows(index * self.windows_per_block, self.windows_per_block)
+        start = self.pass_index(index) * self.windows_per_block
+        return self._gathered(self._windows(start, self.windows_per_block))
+
+    def held_out_with_ids(self) -> tuple[list[Tensor], Tensor]:
+        """The held-out rows (the text's first `eval_tokens`) and their token ids."""
+        if self._held_out is None:
+            self._held_out = list(itertools.islice(iter_windows(self.cfg, self.tokenizer, cycle=False),
+                                                   self.eval_windows))  # fmt: skip
+        return self._gathered(self._held_out)
 
     def block(self, index: int) -> list[Tensor]:
         return self.block_with_ids(index)[0]
 
     def eval_block(self) -> list[Tensor]:
-        return (
-            self.rows(0, self.eval_windows, held_out=True)[0]
-            if self.eval_windows
-            else [torch.empty(0, d) for d in self.d_in]
-        )
+        return self.held_out_with_ids()[0] if self.eval_windows else [torch.empty(0, d) for d in self.d_in]

@@ -119,19 +119,24 @@ class CachedSource:
         if self.manifest["eval"] is not None and not self.eval_damaged:
             return
         src = self._model_source()
-        acts, ids = src.rows(0, src.eval_windows, held_out=True)
+        acts, ids = src.held_out_with_ids()
         self.manifest["d_in"] = src.d_in
         self.manifest["eval"] = self._write("eval.safetensors", acts, ids)
         self.eval_damaged = False
         self._save_manifest()
 
     def build_block(self, index: int) -> None:
-        """Write training shard `index` (and any before it) if missing or damaged."""
+        """Write training shard `index` (and any before it) if missing or damaged; stop where the text
+        ends (the shard count becomes `epoch_blocks`: later blocks go round again)."""
         shards = self.manifest["shards"]
         for i in range(index + 1):
             if i < len(shards) and i not in self.damaged:
                 continue
             src = self._model_source()
+            if src.pass_index(i) != i:
+                self.manifest["epoch_blocks"] = src.epoch_blocks
+                self._save_manifest()
+                return
             logger.info("caching activations block %d", i)
             acts, ids = src.block_with_ids(i)
             self.manifest["d_in"] = src.d_in
@@ -144,21 +149,33 @@ class CachedSource:
             self._save_manifest()
 
     def ensure(self, total_tokens: int, batch_size: int) -> int:
-        """Build the eval shard and enough training shards for `total_tokens`; return the shard count."""
+        """Build the eval shard and enough training shards for `total_tokens` (one pass of the text at
+        most); return the shard count."""
         self.build_eval()
         covered, index = 0, 0
         while covered < total_tokens:
-            self.build_block(index)
-            covered += self.manifest["shards"][index]["rows"] // batch_size * batch_size
+            stored = self._stored_index(index)
+            covered += self.manifest["shards"][stored]["rows"] // batch_size * batch_size
             index += 1
-        return index
+            if covered == 0 and index > len(self.manifest["shards"]):
+                raise ConfigError(f"no activation block of {self.folder} fills one batch of {batch_size}; raise "
+                                  "buffer_tokens", field="buffer_tokens")  # fmt: skip
+        return len(self.manifest["shards"])
 
-    def block(self, index: int) -> list[Tensor]:
+    def _stored_index(self, index: int) -> int:
+        """The shard holding training block `index`, building it first if it is missing or damaged."""
+        epoch = self.manifest.get("epoch_blocks")
+        if epoch:
+            index %= epoch
         n = len(self.manifest["shards"])
         if self._make_source is not None and (index >= n or index in self.damaged):
             self.build_block(index)
-        elif self._make_source is None and n:
-            index %= n  # a read-only cache shorter than the run: go round again
+            epoch = self.manifest.get("epoch_blocks")
+            return index % epoch if epoch else index
+        return index % n if self._make_source is None and n else index  # read-only and short: go round
+
+    def block(self, index: int) -> list[Tensor]:
+        index = self._stored_index(index)
         entry = self.manifest["shards"][index]
         if index in self.damaged:  # never read a shard whose size or header disagrees with the manifest
             raise FormatError(

@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
                       parallelism=parallelism, checkpoint_every=15)
     train(cfg, source=src, resume=resume)
     from accelerate import PartialState
-    print("processes", PartialState().num_processes, "rank", PartialState().process_index)
+    print(f"processes {PartialState().num_processes} rank {PartialState().process_index}", flush=True)  # one write
     """
 )
 
@@ -53,7 +53,7 @@ LIVE_SCRIPT = textwrap.dedent(
                       model_batch_size=4, warmup_steps=2, eval_texts=0, output_dir=sys.argv[1], cpu=True)
     train(cfg, model=tiny_model("llama"), tokenizer=byte_tokenizer())
     from accelerate import PartialState
-    print("processes", PartialState().num_processes, "rank", PartialState().process_index)
+    print(f"processes {PartialState().num_processes} rank {PartialState().process_index}", flush=True)  # one write
     """
 )
 

@@ -15,6 +15,7 @@ from sae_hub.errors import ConfigError, FormatError
 from sae_hub.train.activations import ModelSource
 from sae_hub.train.cache import MANIFEST, CachedSource
 from sae_hub.train.config import TrainConfig
+from sae_hub.train.trainer import train
 
 pytest.importorskip("transformers")
 from fixtures.tiny_models import byte_tokenizer, tiny_model
@@ -109,15 +110,28 @@ def test_cli_trains_from_a_config_file_and_pushes_the_run(tmp_path, hub_server):
         assert torch.equal(pushed.W_dec, SAE.from_pretrained(run / "saes" / hook).W_dec)
 
 
-def test_held_out_windows_are_never_trained_on_in_later_epochs(tmp_path):
-    """A run longer than its text goes round again, but each pass leaves out the held-out head."""
-    (tmp_path / "short.txt").write_text("\n\n".join(f"Paragraph {i}: a short text, read again." for i in range(8)))
+def test_a_run_longer_than_its_text_goes_round_again_without_the_held_out_windows(tmp_path):
+    """Blocks past the end of the text repeat the first pass; the held-out head is in no pass."""
+    text = "\n\n".join(f"Paragraph {i}: a short text, read again." for i in range(32))  # ~41 windows
+    (tmp_path / "short.txt").write_text(text)
     cfg = cfg_for(tmp_path, dataset=str(tmp_path / "short.txt"), hooks=HOOKS[:1], eval_tokens=64)
-    tok = byte_tokenizer()
-    source = ModelSource(tiny_model("llama"), tok, cfg)
-    held_out = tok.decode(source.rows(0, source.eval_windows, held_out=True)[1])
+    model, tok = tiny_model("llama"), byte_tokenizer()
+    source = ModelSource(model, tok, cfg)
+    held_out = tok.decode(source.held_out_with_ids()[1])
     assert held_out.startswith("Paragraph 0:")
-    trained = [tok.decode(source.block_with_ids(i)[1]) for i in range(4)]  # the text holds about two blocks
-    assert "Paragraph 7:" in trained[0] + trained[1]
-    assert "Paragraph 7:" in trained[2] + trained[3]  # a second epoch ...
-    assert not any("Paragraph 0:" in text for text in trained)  # ... without the held-out windows
+    blocks = [source.block_with_ids(i) for i in range(4)]
+    assert source.epoch_blocks == 3  # blocks of 16 windows: 16 + 16 + the text's short tail
+    assert "Paragraph 30:" in tok.decode(blocks[2][1])  # the last whole window
+    assert blocks[2][0][0].shape[0] < 256 < blocks[0][0][0].shape[0]
+    assert torch.equal(blocks[3][0][0], blocks[0][0][0])  # block 3 is block 0 again
+    assert not any("Paragraph 0:" in tok.decode(ids) for _, ids in blocks)
+    # a cache of a longer run stores one pass, and reads back what the model gives
+    cache = CachedSource(cfg.activation_cache, cfg, lambda: ModelSource(model, tok, cfg))
+    assert cache.ensure(10_000, 64) == 3
+    assert json.loads((tmp_path / "cache" / MANIFEST).read_text())["epoch_blocks"] == 3
+    read_only = CachedSource(cfg.activation_cache, cfg)
+    for i in range(7):
+        assert torch.equal(read_only.block(i)[0], blocks[i % 3][0][0])
+    # and a run over it trains (the short last block, 7 windows, cannot fill a batch of 256: it is skipped)
+    sae = train(cfg.replace(batch_size=256, total_tokens=256 * 6, eval_texts=0), model=model, tokenizer=tok)
+    assert sae.cfg.provenance.extra["metrics"]["training_tokens"] == 256 * 6
