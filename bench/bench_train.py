@@ -217,8 +217,9 @@ QUALITY_RUNS = {  # name: (architecture, settings); the L1 and L0 coefficients a
 
 
 class HeldOutShards:
-    """A complete activation cache split for the quality runs: the last shard joins the eval shard as
-    held-out tokens, the other shards are cycled (each pass reshuffled) for as many tokens as a run asks."""
+    """A complete activation cache split for the quality runs: the last shard (the text's tail) joins the
+    eval shard (its head) as held-out tokens; the other shards are cycled (each pass reshuffled) for as many
+    tokens as a run asks. A format-2 cache never stores a second pass, so no held-out row is trained on."""
 
     def __init__(self, cfg) -> None:
         from sae_hub.train.cache import CachedSource

@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 CACHE_FORMAT = "sae_hub.activation_cache"
-CACHE_VERSION = 1
+# 2: a shard never holds windows of a second pass over the text (version 1 caches could, in their last
+# shard, and then held the held-out windows too); the manifest records `epoch_blocks`.
+CACHE_VERSION = 2
 _KEY_FIELDS = (
     "model", "hooks", "dataset", "dataset_config", "dataset_split", "text_field", "context_size",
     "bos_policy", "exclude_special_tokens", "model_dtype", "buffer_tokens", "eval_tokens",
@@ -81,8 +83,8 @@ class CachedSource:
     def _check_manifest(self) -> None:
         m = self.manifest
         if m.get("format") != CACHE_FORMAT or m.get("version") != CACHE_VERSION:
-            raise ConfigError(f"{self.folder} is not a version-{CACHE_VERSION} sae_hub activation cache",
-                              field="activation_cache")  # fmt: skip
+            raise ConfigError(f"{self.folder} is not a version-{CACHE_VERSION} sae_hub activation cache; delete "
+                              "it to build it again", field="activation_cache")  # fmt: skip
         want = cache_key(self.cfg)
         for name, value in want.items():
             if m["key"].get(name) != value:
