@@ -38,6 +38,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # ---- loopback Hub fixtures ---------------------------------------------------------------------
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Run the test on one torch thread (training runs compare bitwise; threads change reduction order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def hub_server() -> HubServer:
     """The session's Hub-protocol server on 127.0.0.1 (HF_ENDPOINT points at it)."""

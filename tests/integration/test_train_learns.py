@@ -12,12 +12,7 @@ from sae_hub.train.activations import TensorSource
 D_IN, N_FEATURES, ACTIVE = 32, 48, 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls: threads only contend on a shared CPU
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,13 +19,7 @@ from sae_hub.train import TrainConfig, train
 from sae_hub.train.activations import TensorSource
 from sae_hub.train.checkpoint import LATEST, latest_checkpoint, load_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def source() -> TensorSource:

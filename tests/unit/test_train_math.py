@@ -17,13 +17,7 @@ from sae_hub.train.mechanics import (
 )
 from sae_hub.train.objectives import TrainingSAE
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_fused_topk_matches_naive_values_and_all_gradients():
