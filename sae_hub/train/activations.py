@@ -1,10 +1,10 @@
 """Activation sources: numbered blocks of token activations, from a model pass or from memory.
 
 A source answers `block(i)` (training block i, `[n_i, d]` per hook) and `eval_block()` (held-out
-tokens: the stream's first windows, never trained on, in any epoch), deterministically, so a run can resume at any
-block and a disk cache can rebuild any shard. `ModelSource` runs the LM over token windows with
-`capture_activations(..., stop_early=True)`, so layers above the deepest hook never run; several hooks
-come from the same pass. A run longer than its text goes round again: block `i` repeats block
+tokens: the stream's first windows, never trained on in any pass), deterministically, so a run can
+resume at any block and a disk cache can rebuild any shard. `ModelSource` runs the LM over token
+windows with `capture_activations(..., stop_early=True)`, so layers above the deepest hook never run;
+several hooks come from the same pass. A run longer than its text goes round again: block `i` repeats block
 `i % epoch_blocks` once the end of the text has been seen, so a cache never stores a pass twice. Under
 several processes each rank runs a contiguous slice of a block's windows and the slices are gathered, so
 every rank holds the same block as a single process would.
@@ -128,13 +128,11 @@ class ModelSource:
 
     def pass_index(self, index: int) -> int:
         """The block of the text's first pass that training block `index` is (tokenising only, no model)."""
+        per_block = self.windows_per_block
         if self.epoch_blocks is None:
-            if (
-                len(self._windows(index * self.windows_per_block, self.windows_per_block))
-                == self.windows_per_block
-            ):
+            if len(self._windows(index * per_block, per_block)) == per_block:
                 return index
-            self.epoch_blocks = max(math.ceil(self._pos / self.windows_per_block), 1)  # the text ended
+            self.epoch_blocks = max(math.ceil(self._pos / per_block), 1)  # the text ended
             logger.info("the text holds %d training blocks; later blocks go round again", self.epoch_blocks)
         return index % self.epoch_blocks
 
