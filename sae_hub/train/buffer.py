@@ -39,9 +39,8 @@ class ShuffleBuffer:
 
     def _load(self) -> None:
         self._rows = self.source.block(self.block)
-        if (
-            self._rows[0].shape[0] < self.batch_size and self.block == 0
-        ):  # later ones (a text's tail) are skipped
+        # only the first block must fill a batch: a shorter later one (a text's tail) is skipped by `next`
+        if self._rows[0].shape[0] < self.batch_size and self.block == 0:
             raise ConfigError(
                 f"activation block {self.block} has {self._rows[0].shape[0]} usable tokens, fewer than one batch "
                 f"({self.batch_size}); raise buffer_tokens",
